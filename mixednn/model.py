@@ -1,0 +1,313 @@
+"""MixedLMNTK: the model object (data + likelihood); ``fit()`` returns results.
+
+The model is
+
+    y = X beta + f0 + u + e,   e ~ N(0, s2 I),   u ~ N(0, s2 (exp(tK) - I)),
+
+so ``Var(y) = s2 exp(tK)`` with ``K`` the network's neural tangent kernel on the
+training inputs (model.md sections 1-2).  Its BLUP of ``u`` is exactly the
+network trained by gradient flow for time ``t`` on the residual target.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula)
+from .kernels import KernelSource, resolve_kernel
+from .spectral import (BoundaryFitWarning, EigenBasis, InterpolationWarning, SpectralProfile,
+                       decompose)
+
+__all__ = ["MixedLMNTK", "KernelMemoryError"]
+
+
+class KernelMemoryError(MemoryError):
+    """The dense n x n kernel would not fit in memory."""
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+def check_kernel_memory(n: int, n_matrices: int = 3, available: int | None = None) -> None:
+    """Refuse, before allocating, a dense fit whose kernel would not fit in memory.
+
+    The dense path holds at most ``n_matrices`` n x n float64 matrices at once
+    (kernel, reflectors, tridiagonal eigenvectors).
+    """
+    need = n_matrices * n * n * 8
+    available = _available_memory() if available is None else available
+    if available is not None and need > available:
+        raise KernelMemoryError(
+            f"a dense NTK fit with n = {n:,} rows needs about {need / 2**30:.1f} GiB "
+            f"({n_matrices} n x n float64 matrices) but only {available / 2**30:.1f} GiB is "
+            "available; fit on a random subsample of rows, or use a low-rank kernel "
+            "(low_rank=m, Nystrom features) when available")
+
+
+class MixedLMNTK:
+    """Linear mixed model with a neural-tangent-kernel random effect.
+
+    Parameters
+    ----------
+    endog : array-like, shape (n,)
+        Response.
+    exog : array-like, shape (n, p), optional
+        Fixed-effects design (include a constant column for an intercept).
+        ``None`` means no fixed effects.
+    ntk_inputs : array-like, shape (n, d), optional
+        Network inputs Z.  Needed unless ``kernel=`` is a precomputed matrix.
+    network : MLP, optional
+        Architecture spec; ``MLP()`` (depth-2 ReLU, infinite width) by default.
+    kernel : ndarray or callable, optional
+        Instead of ``network=``: a precomputed PSD n x n training kernel, or a
+        function ``k(Z1, Z2)`` of the (scaled) network inputs.
+    offset : array-like, optional
+        Known offset f0 (e.g. the network's output at initialisation); zero by default.
+    missing : {"drop", "raise"}
+        Incomplete rows are dropped consistently across all parts (the number is
+        reported), or raise.
+    scale_inputs : bool
+        Standardise the network inputs (mean 0, sample sd 1, as R's ``scale()``);
+        the scaling is stored and reused by ``predict``.
+    decomposition : {"auto", "eigh", "tridiagonal"}
+        How K is decomposed (see :func:`mixednn.spectral.decompose`).
+
+    Examples
+    --------
+    >>> import numpy as np, mixednn as mn
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(100, 2)); y = np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=100)
+    >>> res = mn.MixedLMNTK(y, np.ones((100, 1)), Z, network=mn.MLP(depth=1)).fit()
+    >>> res.t > 0
+    True
+    """
+
+    def __init__(self, endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
+                 network: Any = None, kernel: Any = None, offset: Any = None,
+                 missing: str = "drop", scale_inputs: bool = True,
+                 decomposition: str = "auto"):
+        special = offset if isinstance(offset, str) else None
+        design = build_from_arrays(endog, exog, ntk_inputs,
+                                   offset=None if special else offset, missing=missing)
+        self._setup(design, network, kernel, special, scale_inputs, decomposition)
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, *,
+                     ntk: str | Sequence[str] | None = None, network: Any = None,
+                     kernel: Any = None, offset: Any = None, missing: str = "drop",
+                     scale_inputs: bool = True, decomposition: str = "auto",
+                     eval_env: int = 0) -> "MixedLMNTK":
+        """Build the model from a patsy formula and a data frame.
+
+        Parameters
+        ----------
+        formula : str
+            ``"y ~ x1 + C(g)"``: response and fixed effects (patsy; an intercept by default).
+        data : pandas.DataFrame
+            Never modified.
+        ntk : str or list of str
+            Network inputs: a one-sided formula (``"~ hr + temp"``, no intercept) or
+            a list of numeric column names.
+        network, kernel, missing, scale_inputs, decomposition
+            As for :class:`MixedLMNTK`.
+        offset : str or array-like, optional
+            Column name or one value per row of ``data``.
+        eval_env : int
+            Extra frames up from the caller in which formula names are looked up.
+
+        Returns
+        -------
+        MixedLMNTK
+
+        Examples
+        --------
+        >>> import mixednn as mn
+        >>> df = mn.datasets.load("bikeshare").iloc[:300]
+        >>> m = mn.MixedLMNTK.from_formula("np.log1p(bikers) ~ workingday", df,
+        ...                                ntk="~ hr + temp", network=mn.MLP(depth=2))
+        >>> m.nobs
+        300
+        """
+        special = offset if isinstance(offset, str) and offset in ("zero", "init") \
+            and offset not in data.columns else None
+        design = build_from_formula(formula, data, ntk=ntk,
+                                    offset=None if special else offset, missing=missing,
+                                    eval_env=eval_env + 1)
+        obj = cls.__new__(cls)
+        obj._setup(design, network, kernel, special, scale_inputs, decomposition)
+        return obj
+
+    # ----------------------------------------------------------------------- setup
+    def _setup(self, design: DesignData, network: Any, kernel: Any, offset_mode: str | None,
+               scale_inputs: bool, decomposition: str) -> None:
+        self.data = design
+        self.decomposition = decomposition
+        self.kernel_source: KernelSource = resolve_kernel(
+            network, kernel, has_inputs=design.ntk_inputs is not None)
+        self.network = self.kernel_source.network
+        Z = design.ntk_inputs
+        if Z is not None and scale_inputs:
+            self.input_scaling = InputScaling.fit(Z, design.ntk_names)
+        elif Z is not None:
+            self.input_scaling = InputScaling.identity(Z.shape[1])
+        else:
+            self.input_scaling = None
+        self.scale_inputs = scale_inputs
+        self.offset_mode = offset_mode or ("array" if design.offset_spec else "zero")
+        if offset_mode == "init":
+            init = getattr(self.kernel_source, "init_output", None)
+            if init is None:
+                raise ValueError("offset='init' needs a finite network (MLP(width=...) or a "
+                                 "torch.nn.Module); analytic kernels start from zero")
+            design.offset = np.asarray(init(self.scaled_inputs), dtype=float)
+        if self.kernel_source.precomputed is not None:
+            self.kernel_source.precomputed = self._subset_precomputed(self.kernel_source.precomputed)
+        self._basis: EigenBasis | None = None
+        self._profile: SpectralProfile | None = None
+
+    def _subset_precomputed(self, K: np.ndarray) -> np.ndarray:
+        d = self.data
+        if K.ndim != 2 or K.shape[0] != K.shape[1]:
+            raise ValueError(f"a precomputed kernel must be a square matrix, got shape {K.shape}")
+        if K.shape[0] == d.n_input_rows:
+            if d.n_dropped:
+                K = K[np.ix_(d.row_positions, d.row_positions)]
+        elif not (K.shape[0] == d.nobs and d.n_dropped == 0):
+            raise ValueError(
+                f"the precomputed kernel is {K.shape[0]} x {K.shape[0]} but the data have "
+                f"{d.n_input_rows} rows ({d.nobs} used): give the kernel of all data rows, in order")
+        if not np.all(np.isfinite(K)):
+            raise ValueError("the precomputed kernel contains NaN or infinite values")
+        scale = max(float(np.max(np.abs(K))), np.finfo(float).tiny)
+        asym = float(np.max(np.abs(K - K.T)))
+        if asym > 1e-8 * scale:
+            raise ValueError(
+                f"the precomputed kernel is not symmetric (max |K - K^T| = {asym:.3g}, "
+                f"max |K| = {scale:.3g}); pass (K + K.T) / 2 if the asymmetry is rounding")
+        return 0.5 * (K + K.T)
+
+    # ------------------------------------------------------------------- accessors
+    @property
+    def endog(self) -> np.ndarray:
+        return self.data.endog
+
+    @property
+    def exog(self) -> np.ndarray:
+        return self.data.exog
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.data.offset
+
+    @property
+    def nobs(self) -> int:
+        return self.data.nobs
+
+    @property
+    def k_fe(self) -> int:
+        return int(self.data.exog.shape[1])
+
+    @property
+    def exog_names(self) -> list[str]:
+        return list(self.data.exog_names)
+
+    @property
+    def endog_names(self) -> str:
+        return self.data.endog_name
+
+    @property
+    def scaled_inputs(self) -> np.ndarray | None:
+        Z = self.data.ntk_inputs
+        return None if Z is None else self.input_scaling.apply(Z)
+
+    def kernel_matrix(self) -> np.ndarray:
+        """The n x n training kernel (built anew; the fit keeps only its decomposition)."""
+        check_kernel_memory(self.nobs, n_matrices=1)
+        return self.kernel_source.gram(self.scaled_inputs)
+
+    # ------------------------------------------------------------------ likelihood
+    @property
+    def basis(self) -> EigenBasis:
+        """The decomposition of K (computed once, on first use)."""
+        if self._basis is None:
+            check_kernel_memory(self.nobs)
+            K = self.kernel_source.gram(self.scaled_inputs)
+            if K.shape != (self.nobs, self.nobs):
+                raise ValueError(f"the kernel has shape {K.shape}, expected ({self.nobs}, {self.nobs})")
+            if not np.all(np.isfinite(K)):
+                raise ValueError("the kernel contains NaN or infinite values; check the network "
+                                 "inputs and architecture")
+            user = self.kernel_source.user_supplied
+            own = K is not self.kernel_source.precomputed
+            self._basis = decompose(K, method=self.decomposition, check_psd=True,
+                                    overwrite=own,
+                                    what="the user-supplied kernel" if user else "the NTK")
+            del K
+        return self._basis
+
+    @property
+    def profile(self) -> SpectralProfile:
+        """Rotated response and design, ready for the REML/ML criteria."""
+        if self._profile is None:
+            b = self.basis
+            Y = np.column_stack([self.endog - self.offset, self.exog])
+            Yr = b.rotate(Y)
+            self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace, self.nobs)
+        return self._profile
+
+    def loglike(self, t: float, reml: bool = True) -> float:
+        """Profiled REML (or ML) log-likelihood at training time ``t``.
+
+        ``beta`` and ``s2`` are profiled out; REML uses the convention constant
+        c = 0 of statsmodels' MixedLM and lme4.
+        """
+        if t < 0:
+            raise ValueError(f"training time must be >= 0, got {t}")
+        return self.profile.loglike(float(t), reml)
+
+    def fit(self, reml: bool = True) -> "MixedLMNTKResults":
+        """Estimate beta, s2 and t by REML (default) or ML.
+
+        Parameters
+        ----------
+        reml : bool
+            ``True`` for restricted maximum likelihood, ``False`` for ML.
+
+        Returns
+        -------
+        MixedLMNTKResults
+
+        Notes
+        -----
+        One decomposition of K, then a log-spaced grid over t, a bounded Brent
+        refinement on log t, and an explicit comparison with the boundary t = 0.
+        A maximum at t = 0 raises :class:`BoundaryFitWarning`; a maximum at the
+        upper end of the search (interpolation) raises :class:`InterpolationWarning`.
+        """
+        from .results import MixedLMNTKResults
+
+        est = self.profile.maximize(reml)
+        if est.boundary:
+            warnings.warn(est.message, BoundaryFitWarning, stacklevel=2)
+        elif est.at_upper:
+            warnings.warn(est.message, InterpolationWarning, stacklevel=2)
+        return MixedLMNTKResults(self, est, reml)
+
+
+from .results import MixedLMNTKResults  # noqa: E402  (re-export for type hints)

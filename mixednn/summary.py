@@ -1,0 +1,103 @@
+"""statsmodels ``Summary`` tables for MixedLMNTK results."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from statsmodels.iolib.summary2 import Summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import MixedLMNTKResults
+
+__all__ = ["build_summary"]
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return f"{x:.{digits}g}" if abs(x) < 1e-3 or abs(x) >= 1e5 else f"{x:.{digits}f}"
+
+
+def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
+    """Header, fixed effects, variance components, and the network's effective size."""
+    m = res.model
+    d = m.data
+    smry = Summary()
+    smry.add_title("Mixed Linear Model with a Neural Tangent Kernel random effect")
+    header = {
+        "Model:": "MixedLMNTK",
+        "Method:": res.method,
+        "Dependent Variable:": d.endog_name,
+        "No. Observations:": str(res.nobs),
+        "Rows dropped (missing):": str(d.n_dropped),
+        "No. fixed effects:": str(res.k_fe),
+        "Log-Likelihood:": f"{res.llf:.4f}",
+        "Converged:": "Yes" if res.converged else "No",
+        f"AIC ({res.method}):": f"{res.aic:.4f}",
+        f"BIC ({res.method}):": f"{res.bic:.4f}",
+        "Scale (s2):": f"{res.scale:.4f}",
+        "Decomposition:": m.basis.kind,
+    }
+    smry.add_dict(header, ncols=2)
+    smry.add_text(f"Network: {m.kernel_source.description}")
+    if m.input_scaling is not None:
+        smry.add_text("Network inputs: " + ", ".join(d.ntk_names)
+                      + (" (standardised: mean 0, sd 1)" if m.scale_inputs else " (unscaled)"))
+
+    lo_q, hi_q = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+    if res.k_fe:
+        ci = res.conf_int(alpha)
+        fe = pd.DataFrame({
+            "Coef.": res.params, "Std.Err.": res.bse, "z": res.tvalues,
+            "P>|z|": res.pvalues, lo_q: ci[0], hi_q: ci[1]})
+        smry.add_df(fe, float_format="%.4f")
+    else:
+        smry.add_text("No fixed effects.")
+
+    t_lo, t_hi = res.t_conf_int(alpha)
+    s_lo, s_hi = res.scale_conf_int(alpha)
+    vc = pd.DataFrame(
+        [[_fmt(res.t), _fmt(res.t_se), _fmt(t_lo), _fmt(t_hi), "profile"],
+         [_fmt(res.scale), _fmt(res.scale_se), _fmt(s_lo), _fmt(s_hi), "Wald (log)"]],
+        index=["Training time t (NTK)", "Residual variance"],
+        columns=["Estimate", "Std.Err.", lo_q, hi_q, "CI"])
+    smry.add_df(vc)
+
+    lr = res.reference_lr
+    extra = [
+        f"Effective df of the network: {res.edf:.2f} of n = {res.nobs}; "
+        f"signal share tr(G)/tr(V) = {res.signal_share:.3f}",
+        f"Equivalent training: {res.epochs(lr):,.0f} full-batch steps of mean-squared loss at "
+        f"lr = n/lambda_max = {lr:.4g} (steps = n t / lr); t is in units of lr x steps of the "
+        "summed loss 1/2 sum (y - f)^2, on this kernel's scale.",
+    ]
+    if res.boundary:
+        extra.append("Boundary fit: t = 0 (training adds nothing beyond initialisation).")
+    elif res.estimate.at_upper:
+        extra.append("Warning: t at the upper end of the search (the fit interpolates).")
+    if res.method == "REML":
+        extra.append("AIC/BIC under REML follow lme4: compare only models with the same fixed "
+                     "effects (refit with fit(reml=False) otherwise).")
+    score_line = _score_line(res)
+    if score_line:
+        extra.insert(0, score_line)
+    for line in extra:
+        smry.add_text(line)
+    return smry
+
+
+def _score_line(res: "MixedLMNTKResults") -> str | None:
+    fn = getattr(res, "score_test", None)
+    if fn is None:
+        return None
+    try:
+        test = fn()
+    except NotImplementedError:
+        return None
+    return (f"Score test of t = 0: statistic = {test.statistic:.4g}, "
+            f"p-value = {test.pvalue:.4g} ({test.method})")
