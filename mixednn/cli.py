@@ -34,7 +34,10 @@ def _demo(args: argparse.Namespace) -> int:
     print(res.summary())
     for w in caught:
         print(f"note: {w.message}")
+    _demo_tests(res)
     held = df.drop(index=sub.index)
+    # predict only at weather levels the fit has seen (one hour of heavy rain in 8,645)
+    held = held[held["weathersit"].isin(sub["weathersit"].unique())]
     if len(held):
         test = held.sample(n=min(2000, len(held)), random_state=args.seed + 1)
         pred = res.predict(test, interval="prediction")
@@ -45,15 +48,70 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nHeld-out check on {len(test):,} other rows: MSE {mse:.4f} (variance of y "
               f"{base:.4f}); 95% prediction intervals cover {cover:.1%}.")
     if args.plot:
-        try:
-            from . import plotting
-        except ImportError:
-            plotting = None
-        if plotting is not None and hasattr(res, "plot_profile"):
-            fig = res.plot_profile()
-            fig.savefig(args.plot, dpi=110, bbox_inches="tight")
-            print(f"Profile likelihood plot saved to {args.plot}")
+        path = _demo_figure(res, args.plot)
+        print(f"\nDiagnostic plots (profile likelihood, spectral decorrelation, observed and "
+              f"residuals vs fitted) saved to {path}")
     return 0
+
+
+def _demo_tests(res) -> None:
+    """Print the tests of H0: t = 0 (should the network be trained at all?).
+
+    Uses ``res.score_test()`` and ``res.lr_test()`` when :mod:`mixednn.inference`
+    provides them; otherwise the restricted likelihood ratio with its asymptotic
+    50:50 mixture of chi2_0 and chi2_1 (model.md section 3).
+    """
+    from scipy import stats
+
+    print("\nShould the network be trained at all? Tests of H0: t = 0")
+    shown = False
+    calls = (("score_test", "Score test", {}),
+             ("lr_test", "Restricted LRT" if res.reml else "LRT", {"nsim": 2000, "seed": 0}))
+    for name, label, kwargs in calls:
+        fn = getattr(res, name, None)
+        if fn is None:
+            continue
+        try:
+            test = fn(**kwargs)
+        except NotImplementedError:
+            continue
+        if not getattr(test, "valid", True):
+            print(f"  {label:<15} not applicable: {getattr(test, 'reason', '')}")
+            continue
+        stat = getattr(test, "statistic", getattr(test, "stat", float("nan")))
+        how = getattr(test, "method", getattr(test, "null", ""))
+        mix = getattr(test, "details", {}).get("mixture p-value")
+        how = how + (f"; 50:50 mixture p-value {_fmt_p(mix)}" if mix is not None else "")
+        print(f"  {label:<15} statistic = {stat:.4g}, p-value = {_fmt_p(test.pvalue)}"
+              + (f" ({how})" if how else ""))
+        shown = True
+    if not shown:
+        rlrt = max(2.0 * (res.llf - res.estimate.llf_zero), 0.0)
+        p = 0.5 * float(stats.chi2.sf(rlrt, 1)) if rlrt > 0 else 1.0
+        print(f"  {'Restricted LRT' if res.reml else 'LRT':<15} statistic = {rlrt:.4g}, "
+              f"p-value = {_fmt_p(p)} (asymptotic 50:50 mixture of chi2_0 and chi2_1)")
+
+
+def _fmt_p(p: float) -> str:
+    """A p-value that underflowed to 0 prints as a bound, not as 0."""
+    p = float(p)
+    return "< 1e-300" if p < 1e-300 else f"{p:.4g}"
+
+
+def _demo_figure(res, path: str) -> str:
+    """Save a 2 x 2 panel of the diagnostic plots to ``path``; returns the path."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12.5, 9.0), layout="constrained")
+    axs = fig.subplots(2, 2)
+    res.plot_profile(ax=axs[0, 0])
+    res.plot_spectrum(ax=axs[0, 1])
+    res.plot_fit(axes=axs[1])
+    try:
+        fig.savefig(path, dpi=100)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"mixednn: error: could not save the plot to {path!r}: {exc}") from None
+    return path
 
 
 def _read_data(path: str):
@@ -128,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--depth", type=int, default=2)
     demo.add_argument("--activation", default="relu")
-    demo.add_argument("--plot", default="mixednn-demo-profile.png",
-                      help="where to save the profile-likelihood plot ('' for none)")
+    demo.add_argument("--plot", default="mixednn-demo.png",
+                      help="where to save the diagnostic plots, PNG/PDF/SVG by extension "
+                           "('' for none; default mixednn-demo.png)")
     demo.set_defaults(func=_demo)
     fit = sub.add_parser("fit", help="fit a model to a CSV file",
                          description="Fit MixedLMNTK to DATA.csv and print the summary (or JSON).")

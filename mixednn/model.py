@@ -56,8 +56,11 @@ def check_kernel_memory(n: int, n_matrices: int = 3, available: int | None = Non
         raise KernelMemoryError(
             f"a dense NTK fit with n = {n:,} rows needs about {need / 2**30:.1f} GiB "
             f"({n_matrices} n x n float64 matrices) but only {available / 2**30:.1f} GiB is "
-            "available; fit on a random subsample of rows, or use a low-rank kernel "
-            "(low_rank=m, Nystrom features) when available")
+            "available. Fit in feature space instead: low_rank=m (Nystrom features, memory "
+            "O(m^2) whatever n, e.g. low_rank=1000), or low_rank='exact' for a finite network "
+            "with fewer parameters than rows; data too large to load can be passed as a "
+            "dask.dataframe (from_formula(..., data=ddf, low_rank=m)) or a chunked CSV "
+            "(mixednn.streaming.CSVSource)")
 
 
 class MixedLMNTK:
@@ -72,13 +75,22 @@ class MixedLMNTK:
         ``None`` means no fixed effects.
     ntk_inputs : array-like, shape (n, d), optional
         Network inputs Z.  Needed unless ``kernel=`` is a precomputed matrix.
-    network : MLP, optional
+    network : MLP or torch.nn.Module, optional
         Architecture spec; ``MLP()`` (depth-2 ReLU, infinite width) by default.
+        A finite network (``MLP(width=m)`` or any ``torch.nn.Module`` with one scalar
+        output per row) uses its empirical NTK ``J J^T`` at initialisation (see
+        :mod:`mixednn.kernels.empirical`; pass
+        :func:`~mixednn.kernels.empirical.finite_network_source` for options).
     kernel : ndarray or callable, optional
         Instead of ``network=``: a precomputed PSD n x n training kernel, or a
         function ``k(Z1, Z2)`` of the (scaled) network inputs.
-    offset : array-like, optional
-        Known offset f0 (e.g. the network's output at initialisation); zero by default.
+    offset : array-like or {"zero", "init"}, optional
+        Known offset f0, subtracted from y before the kernel part: ``y = X beta + f0 +
+        u + e``.  ``"zero"`` (the default for analytic kernels), ``"init"`` (the
+        network's output at initialisation on the training rows, the default for
+        finite networks; ``predict`` evaluates the same network on new rows) or an
+        array.  ``offset="zero"`` with a finite network models the network's learned
+        change ``f(z; theta_t) - f(z; theta_0)`` (the centred network).
     missing : {"drop", "raise"}
         Incomplete rows are dropped consistently across all parts (the number is
         reported), or raise.
@@ -87,6 +99,17 @@ class MixedLMNTK:
         the scaling is stored and reused by ``predict``.
     decomposition : {"auto", "eigh", "tridiagonal"}
         How K is decomposed (see :func:`mixednn.spectral.decompose`).
+    low_rank : int, "exact" or FeatureMap, optional
+        Fit in feature space, ``K = Phi Phi^T`` (model.md section 2): memory
+        O(m^2 + m p) whatever n, no n x n matrix.  An integer m uses Nystrom features
+        of the kernel on m landmark rows (an approximation; the summary reports its
+        trace error ``tr(K - K_m)``); ``"exact"`` uses the Jacobian of a finite network
+        (``K = J J^T`` exactly); a :class:`mixednn.lowrank.FeatureMap` gives the
+        features directly.  See :mod:`mixednn.lowrank`.
+    landmarks : {"kmeans++", "uniform", "leverage", "rpcholesky"}
+        Landmark rule for ``low_rank=m`` (:func:`mixednn.lowrank.select_landmarks`).
+    seed : int
+        Seed of the landmark choice (the same rows are chosen whatever the chunking).
 
     Examples
     --------
@@ -101,35 +124,43 @@ class MixedLMNTK:
     def __init__(self, endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
                  network: Any = None, kernel: Any = None, offset: Any = None,
                  missing: str = "drop", scale_inputs: bool = True,
-                 decomposition: str = "auto"):
+                 decomposition: str = "auto", low_rank: Any = None,
+                 landmarks: str = "kmeans++", seed: int = 0):
         special = offset if isinstance(offset, str) else None
         design = build_from_arrays(endog, exog, ntk_inputs,
                                    offset=None if special else offset, missing=missing)
-        self._setup(design, network, kernel, special, scale_inputs, decomposition)
+        self._setup(design, network, kernel, special, scale_inputs, decomposition,
+                    low_rank=low_rank, landmarks=landmarks, seed=seed)
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, *,
                      ntk: str | Sequence[str] | None = None, network: Any = None,
                      kernel: Any = None, offset: Any = None, missing: str = "drop",
                      scale_inputs: bool = True, decomposition: str = "auto",
-                     eval_env: int = 0) -> "MixedLMNTK":
+                     eval_env: int = 0, low_rank: Any = None, landmarks: str = "kmeans++",
+                     seed: int = 0, levels: dict | None = None) -> "MixedLMNTK":
         """Build the model from a patsy formula and a data frame.
 
         Parameters
         ----------
         formula : str
             ``"y ~ x1 + C(g)"``: response and fixed effects (patsy; an intercept by default).
-        data : pandas.DataFrame
-            Never modified.
+        data : pandas.DataFrame, dask.dataframe.DataFrame or mixednn.streaming.CSVSource
+            Never modified.  A dask frame or a chunked CSV is never loaded whole: the fit
+            streams per-partition sufficient statistics (needs ``low_rank=``; see
+            :mod:`mixednn.streaming`).
         ntk : str or list of str
             Network inputs: a one-sided formula (``"~ hr + temp"``, no intercept) or
             a list of numeric column names.
-        network, kernel, missing, scale_inputs, decomposition
+        network, kernel, missing, scale_inputs, decomposition, low_rank, landmarks, seed
             As for :class:`MixedLMNTK`.
         offset : str or array-like, optional
             Column name or one value per row of ``data``.
         eval_env : int
             Extra frames up from the caller in which formula names are looked up.
+        levels : dict, optional
+            Streamed data only: categorical levels per column (``{"cut": ["Fair", ...]}``);
+            by default they are collected in a first pass.
 
         Returns
         -------
@@ -144,42 +175,75 @@ class MixedLMNTK:
         >>> m.nobs
         300
         """
+        from .streaming import build_streamed_design, is_streamed
+
+        streamed = is_streamed(data)
         special = offset if isinstance(offset, str) and offset in ("zero", "init") \
             and offset not in data.columns else None
-        design = build_from_formula(formula, data, ntk=ntk,
-                                    offset=None if special else offset, missing=missing,
-                                    eval_env=eval_env + 1)
+        if streamed:  # dask frame or chunked CSV: design info fixed from a first pass
+            design = build_streamed_design(formula, data, ntk=ntk,
+                                           offset=None if special else offset, missing=missing,
+                                           eval_env=eval_env + 1, levels=levels,
+                                           low_rank=low_rank, landmarks=landmarks, seed=seed)
+        else:
+            if levels is not None:
+                raise ValueError("levels= is for streamed data (dask or CSVSource); an in-memory "
+                                 "frame's levels come from its own columns")
+            design = build_from_formula(formula, data, ntk=ntk,
+                                        offset=None if special else offset, missing=missing,
+                                        eval_env=eval_env + 1)
         obj = cls.__new__(cls)
-        obj._setup(design, network, kernel, special, scale_inputs, decomposition)
+        obj._setup(design, network, kernel, special, scale_inputs, decomposition,
+                   low_rank=low_rank, landmarks=landmarks, seed=seed)
         return obj
 
     # ----------------------------------------------------------------------- setup
     def _setup(self, design: DesignData, network: Any, kernel: Any, offset_mode: str | None,
-               scale_inputs: bool, decomposition: str) -> None:
+               scale_inputs: bool, decomposition: str, *, low_rank: Any = None,
+               landmarks: str = "kmeans++", seed: int = 0) -> None:
+        from .lowrank import check_low_rank
+
+        check_low_rank(low_rank, landmarks, seed)
+        streamed = getattr(design, "streamed", False)  # rows in chunks (mixednn.streaming)
         self.data = design
         self.decomposition = decomposition
         self.kernel_source: KernelSource = resolve_kernel(
-            network, kernel, has_inputs=design.ntk_inputs is not None)
+            network, kernel,
+            has_inputs=bool(design.ntk_names) if streamed else design.ntk_inputs is not None)
         self.network = self.kernel_source.network
-        Z = design.ntk_inputs
-        if Z is not None and scale_inputs:
+        Z = None if streamed else design.ntk_inputs
+        if streamed:
+            self.input_scaling = design.input_scaling(scale_inputs)
+        elif Z is not None and scale_inputs:
             self.input_scaling = InputScaling.fit(Z, design.ntk_names)
         elif Z is not None:
             self.input_scaling = InputScaling.identity(Z.shape[1])
         else:
             self.input_scaling = None
         self.scale_inputs = scale_inputs
+        if offset_mode is None and not design.offset_spec \
+                and getattr(self.kernel_source, "finite", False):
+            offset_mode = "init"  # a finite network starts from its output at initialisation
         self.offset_mode = offset_mode or ("array" if design.offset_spec else "zero")
         if offset_mode == "init":
             init = getattr(self.kernel_source, "init_output", None)
             if init is None:
                 raise ValueError("offset='init' needs a finite network (MLP(width=...) or a "
                                  "torch.nn.Module); analytic kernels start from zero")
-            design.offset = np.asarray(init(self.scaled_inputs), dtype=float)
+            if streamed:
+                design.offset_fn = init  # evaluated chunk by chunk
+            else:
+                design.offset = np.asarray(init(self.scaled_inputs), dtype=float)
         if self.kernel_source.precomputed is not None:
             self.kernel_source.precomputed = self._subset_precomputed(self.kernel_source.precomputed)
         self._basis: EigenBasis | None = None
         self._profile: SpectralProfile | None = None
+        if streamed and low_rank is None:
+            if not getattr(self.kernel_source, "finite", False):
+                raise ValueError("streamed data (dask or CSV) are fit in feature space: pass "
+                                 "low_rank=m (Nystrom features, e.g. low_rank=1000)")
+            low_rank = "exact"  # a finite network's Jacobian features, K = J J^T exactly
+        self.low_rank, self.landmarks, self.seed = low_rank, landmarks, seed
 
     def _subset_precomputed(self, K: np.ndarray) -> np.ndarray:
         d = self.data
@@ -221,6 +285,8 @@ class MixedLMNTK:
 
     @property
     def k_fe(self) -> int:
+        if getattr(self.data, "streamed", False):  # a count must not load streamed rows
+            return len(self.data.exog_names)
         return int(self.data.exog.shape[1])
 
     @property
@@ -245,7 +311,17 @@ class MixedLMNTK:
     @property
     def basis(self) -> EigenBasis:
         """The decomposition of K (computed once, on first use)."""
+        if self._basis is None and getattr(self, "low_rank", None) is not None:
+            from .lowrank import build_feature_basis  # feature space: sums over row chunks
+
+            self._basis = build_feature_basis(self)
         if self._basis is None:
+            low = getattr(self.kernel_source, "low_rank_basis", None)
+            if low is not None:  # exact feature form (finite network with P < n)
+                lb = low(self.scaled_inputs)
+                if lb is not None:
+                    self._basis = lb
+                    return lb
             check_kernel_memory(self.nobs)
             K = self.kernel_source.gram(self.scaled_inputs)
             if K.shape != (self.nobs, self.nobs):
@@ -266,9 +342,17 @@ class MixedLMNTK:
         """Rotated response and design, ready for the REML/ML criteria."""
         if self._profile is None:
             b = self.basis
+            if getattr(b, "feature_space", False):  # from the streamed sufficient statistics
+                self._profile = b.spectral_profile()
+                return self._profile
             Y = np.column_stack([self.endog - self.offset, self.exog])
             Yr = b.rotate(Y)
-            self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace, self.nobs)
+            rest = None
+            if hasattr(b, "rest_gram"):  # low-rank basis: the part of Y^T Y outside U_m
+                order = [*range(1, Y.shape[1]), 0]  # the profile orders columns [X, y]
+                rest = b.rest_gram(Y)[np.ix_(order, order)]
+            self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace, self.nobs,
+                                            rest_gram=rest)
         return self._profile
 
     def loglike(self, t: float, reml: bool = True) -> float:
@@ -281,17 +365,36 @@ class MixedLMNTK:
             raise ValueError(f"training time must be >= 0, got {t}")
         return self.profile.loglike(float(t), reml)
 
-    def fit(self, reml: bool = True) -> "MixedLMNTKResults":
+    def fit(self, reml: bool = True, *, t_method: str | None = None, free_modes: Any = 0,
+            t_options: dict | None = None) -> "MixedLMNTKResults":
         """Estimate beta, s2 and t by REML (default) or ML.
 
         Parameters
         ----------
         reml : bool
-            ``True`` for restricted maximum likelihood, ``False`` for ML.
+            ``True`` for restricted maximum likelihood, ``False`` for ML: the
+            likelihood behind s2, its log-likelihood and SEs.
+        t_method : {"reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
+            The rule that chooses t (default: ``"reml"`` if ``reml`` else ``"ml"``):
+            GCV, Mallows' Cp / SURE, exact leave-one-out or K-fold CV of the fitted
+            values, all from the one decomposition (:mod:`mixednn.stopping`).  beta and
+            s2 are then the GLS / REML (or ML) estimates at that t; ``t_se`` and
+            ``t_conf_int`` are NaN for a prediction-error rule.
+        free_modes : int or "auto"
+            Number of leading NTK eigen-directions made unpenalised fixed effects
+            (trained to convergence, ``t_j = inf``); t is fitted on the rest of the
+            spectrum.  ``"auto"`` chooses the number (:mod:`mixednn.freemodes`; an
+            extension beyond the paper).  0 (default) is the plain model.
+        t_options : dict, optional
+            Options of the rule: ``sigma2`` (Cp), ``folds`` and ``seed`` (K-fold),
+            ``points_per_decade``; with ``free_modes="auto"``, ``k_rule`` and
+            ``k_candidates`` (see :func:`mixednn.freemodes.select_free_modes`).
 
         Returns
         -------
         MixedLMNTKResults
+            ``t_method`` names the rule that chose t and ``t_reml`` is the plain REML
+            time.
 
         Notes
         -----
@@ -302,6 +405,10 @@ class MixedLMNTK:
         """
         from .results import MixedLMNTKResults
 
+        if t_method is not None or free_modes not in (0, None) or t_options:
+            from .stopping import fit_with_rule  # alternatives to plain REML/ML
+
+            return fit_with_rule(self, reml, t_method, free_modes, t_options, stacklevel=3)
         est = self.profile.maximize(reml)
         if est.boundary:
             warnings.warn(est.message, BoundaryFitWarning, stacklevel=2)

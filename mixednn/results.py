@@ -72,6 +72,11 @@ class MixedLMNTKResults:
         self.nobs = model.nobs
         self.k_fe = model.k_fe
         self.df_resid = self.nobs - self.k_fe
+        # which rule chose t (mixednn.stopping); t_se / t_conf_int come from the
+        # likelihood that chose it, and are NaN for a prediction-error rule
+        self.t_method = estimate.criterion or self.method.lower()
+        self._t_lik = {"reml": True, "ml": False}.get(self.t_method)
+        self._t_reml: float | None = self.t if self.t_method == "reml" else None
 
     # ----------------------------------------------------------------- fixed effects
     @cached_property
@@ -114,7 +119,9 @@ class MixedLMNTKResults:
     # ------------------------------------------------------------- variance components
     @cached_property
     def _cov_log(self) -> np.ndarray:
-        return self.model.profile.wald_cov_log(self.estimate, self.reml)
+        if self._t_lik is None:
+            return np.full((2, 2), np.nan)
+        return self.model.profile.wald_cov_log(self.estimate, self._t_lik)
 
     @property
     def t_se(self) -> float:
@@ -124,7 +131,7 @@ class MixedLMNTKResults:
     @property
     def scale_se(self) -> float:
         """SE of s2 from the observed information of (log t, log s2) (delta method)."""
-        if self.boundary:
+        if self.boundary or self._t_lik is None:  # t not from the likelihood: s2 alone
             n_eff = self.df_resid if self.reml else self.nobs
             return float(self.scale * math.sqrt(2.0 / n_eff))
         return float(self.scale * math.sqrt(self._cov_log[1, 1]))
@@ -132,12 +139,31 @@ class MixedLMNTKResults:
     def t_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         """Profile-likelihood interval for t: ``{t : 2 [l(t_hat) - l(t)] <= chi2_1(1-alpha)}``."""
         if alpha not in self._t_ci_cache:
-            self._t_ci_cache[alpha] = self.model.profile.profile_interval(self.estimate, self.reml, alpha)
+            self._t_ci_cache[alpha] = (
+                (math.nan, math.nan) if self._t_lik is None
+                else self.model.profile.profile_interval(self.estimate, self._t_lik, alpha))
         return self._t_ci_cache[alpha]
 
     @cached_property
     def _t_ci_cache(self) -> dict:
         return {}
+
+    @property
+    def t_reml(self) -> float:
+        """The REML time of the plain kernel, shown beside ``t`` when another rule chose t
+        (``fit(t_method=...)`` or ``free_modes``; see :mod:`mixednn.stopping`)."""
+        if self._t_reml is None:
+            self._t_reml = float(self.model.profile.maximize(True).t)
+        return self._t_reml
+
+    @cached_property
+    def stopping_diagnostic(self):
+        """Do the stopping rules agree, and does REML's decorrelation hold in the leading
+        modes?  A :class:`mixednn.stopping.StoppingDiagnostic` (its ``message`` is the
+        summary's one line, ``None`` when nothing is flagged)."""
+        from .stopping import diagnose
+
+        return diagnose(self.model, reml=self.reml)
 
     def scale_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         """Wald interval for s2 on the log scale."""
@@ -240,6 +266,57 @@ class MixedLMNTKResults:
         """A reference learning rate for the mean loss: ``n / lam_max`` (half the stability limit)."""
         return self.nobs / float(self.model.profile.lam.max())
 
+    def train(self, lr: float, loss: str = "mean", steps: int | None = None,
+              record_every: int | None = None, test_data: Any = None, **kwargs: Any):
+        """Train a copy of the (finite) network for the REML time and compare with the NTK.
+
+        Full-batch gradient descent (``torch.optim.SGD``, no momentum) on ``y - X beta_hat``
+        for ``round(self.epochs(lr, loss))`` steps (or ``steps``); see
+        :func:`mixednn.training.train` for all options and conventions.
+
+        Returns
+        -------
+        mixednn.training.TrainingPath
+            Real and NTK-predicted losses, the REML stopping step and the agreement metric.
+        """
+        from .training import train
+
+        return train(self, lr, loss=loss, steps=steps, record_every=record_every,
+                     test_data=test_data, **kwargs)
+
+    # ----------------------------------------------------------- tests of t = 0
+    def score_test(self, method: str = "exact", *, tol: float = 1e-9):
+        """Score test of ``H0: t = 0`` with its exact Gaussian null; see
+        :func:`mixednn.inference.score_test` (methods ``"exact"``, ``"imhof"``,
+        ``"davies"``, ``"saddlepoint"``, ``"liu"``, ``"satterthwaite"``, ``"plugin"``,
+        ``"plugin-liu"``, ``"plugin-satterthwaite"``).  Returns a ``TestResult``."""
+        from .inference import score_test
+
+        return score_test(self, method, tol=tol)
+
+    def lr_test(self, method: str = "simulate", nsim: int = 10_000, seed: Any = None):
+        """(Restricted) likelihood-ratio test of ``H0: t = 0``: ``"simulate"`` (exact
+        finite-sample null) or ``"mixture"`` (50:50 chi2_0 : chi2_1); see
+        :func:`mixednn.inference.lr_test`.  Returns a ``TestResult``."""
+        from .inference import lr_test
+
+        return lr_test(self, method, nsim=nsim, seed=seed)
+
+    def compare_lr_test(self, other: Any, *, null: str = "simulate", nsim: int = 10_000,
+                        seed: Any = None, refit: bool | None = None):
+        """Likelihood-ratio test against another nested model (a network model or a
+        statsmodels OLS null); see :func:`mixednn.inference.compare_lr_test`."""
+        from .inference import compare_lr_test
+
+        return compare_lr_test(self, other, null=null, nsim=nsim, seed=seed, refit=refit)
+
+    def null_fit(self):
+        """The no-network model (t = 0) on the same rows: statsmodels OLS of ``y - f0`` on
+        X, ready for ``mn.anova(res.null_fit(), res)``; see :func:`mixednn.inference.ols_null`."""
+        from .inference import ols_null
+
+        return ols_null(self)
+
     # -------------------------------------------------------------------- profile
     def profile(self, grid: Any = None, num: int = 41) -> pd.DataFrame:
         """Profile REML (or ML) log-likelihood over a grid of t.
@@ -273,7 +350,8 @@ class MixedLMNTKResults:
     # -------------------------------------------------------------------- predict
     def predict(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
-                interval: str | None = None, alpha: float = 0.05) -> pd.Series | pd.DataFrame:
+                interval: str | None = None, alpha: float = 0.05,
+                cross: str = "auto") -> pd.Series | pd.DataFrame:
         """Predictions of the fitted (trained) network plus fixed effects (model.md section 4).
 
         Parameters
@@ -295,6 +373,13 @@ class MixedLMNTKResults:
             for a new observation (adds s2).
         alpha : float
             1 - coverage.
+        cross : {"auto", "exact", "features"}
+            Feature-space (``low_rank=m``, Nystrom) fits only: how new rows meet the
+            training rows.  ``"features"``: through the Nystrom feature map (O(m) per
+            new row); ``"exact"``: the exact cross-kernel against every training row,
+            streamed in one pass (O(n) per new row, more accurate); ``"auto"``: exact
+            when that pass is cheap (n x (new rows + m) <= 2e8 kernel evaluations).  See
+            :func:`mixednn.lowrank.predict_feature_space`.
 
         Returns
         -------
@@ -305,6 +390,12 @@ class MixedLMNTKResults:
         if interval not in (None, "confidence", "prediction"):
             raise ValueError(f"interval must be None, 'confidence' or 'prediction', got {interval!r}")
         m = self.model
+        if getattr(m.basis, "feature_space", False):  # K = Phi Phi^T: no n x n objects
+            from .lowrank import predict_feature_space
+
+            return predict_feature_space(self, newdata, exog=exog, ntk_inputs=ntk_inputs,
+                                         kernel=kernel, offset=offset, interval=interval,
+                                         alpha=alpha, cross=cross)
         prof = m.profile
         basis = m.basis
         lam = prof.lam
@@ -393,6 +484,8 @@ class MixedLMNTKResults:
             if Kx.ndim != 2 or Kx.shape != (nrow, m.nobs):
                 raise ValueError(f"kernel= must be the cross-kernel of shape (new rows, training "
                                  f"rows) = ({nrow}, {m.nobs}), got {Kx.shape}")
+        elif getattr(m.basis, "feature_space", False):  # scaled new inputs; lowrank maps them
+            Kx = m.input_scaling.apply(Zn)
         else:
             Kx = m.kernel_source.cross(m.input_scaling.apply(Zn), m.scaled_inputs)
         if offset is None:
@@ -420,6 +513,28 @@ class MixedLMNTKResults:
         if X.shape != (nrow, p):
             raise ValueError(f"exog must have shape ({nrow}, {p}), got {X.shape}")
         return X
+
+    # -------------------------------------------------------------------- plots
+    def plot_profile(self, **kwargs: Any):
+        """Profile log-likelihood against t with t_hat and its CI; see
+        :func:`mixednn.plotting.plot_profile`.  Returns a matplotlib Figure."""
+        from .plotting import plot_profile
+
+        return plot_profile(self, **kwargs)
+
+    def plot_spectrum(self, **kwargs: Any):
+        """Eigenvalues against spectral losses at t_hat (the REML decorrelation); see
+        :func:`mixednn.plotting.plot_spectrum`.  Returns a matplotlib Figure."""
+        from .plotting import plot_spectrum
+
+        return plot_spectrum(self, **kwargs)
+
+    def plot_fit(self, **kwargs: Any):
+        """Observed vs fitted and residuals vs fitted; see
+        :func:`mixednn.plotting.plot_fit`.  Returns a matplotlib Figure."""
+        from .plotting import plot_fit
+
+        return plot_fit(self, **kwargs)
 
     # -------------------------------------------------------------------- summary
     def summary(self, alpha: float = 0.05):

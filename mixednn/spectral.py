@@ -20,12 +20,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 from scipy.optimize import brentq, minimize_scalar
 
-__all__ = ["EigenBasis", "TridiagonalBasis", "decompose", "SpectralProfile", "ProfilePoint",
+__all__ = ["EigenBasis", "TridiagonalBasis", "LowRankBasis", "decompose", "SpectralProfile",
+           "ProfilePoint",
            "TimeEstimate", "BoundaryFitWarning", "InterpolationWarning", "KernelClippedWarning"]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -129,6 +131,43 @@ class TridiagonalBasis(EigenBasis):
         return self.unrotate(np.eye(self.n))
 
 
+class LowRankBasis(EigenBasis):
+    """Exact low-rank basis ``K = U_m diag(eigenvalues) U_m^T`` from features ``K = Phi Phi^T``.
+
+    ``U_m`` (n x m, orthonormal columns) spans the features; on its orthogonal
+    complement K is zero, so every weight there is 1 and the profile needs only
+    :meth:`rest_gram` of the data (model.md section 2, low-rank kernels).
+
+    Parameters
+    ----------
+    eigenvalues : ndarray, shape (m,)
+        Ascending, non-negative.
+    eigenvectors : ndarray, shape (n, m)
+        Orthonormal columns.
+    trace : float
+        ``tr(K) = ||Phi||_F^2``.
+    """
+
+    kind = "low_rank"
+
+    @classmethod
+    def from_features(cls, Phi: np.ndarray) -> "LowRankBasis":
+        """From an n x m feature matrix (``K = Phi Phi^T``) by a thin SVD, O(n m^2)."""
+        Phi = np.asarray(Phi, dtype=float)
+        U, s, _ = scipy.linalg.svd(Phi, full_matrices=False, check_finite=False)
+        return cls((s ** 2)[::-1], np.ascontiguousarray(U[:, ::-1]), float(np.sum(Phi * Phi)))
+
+    @property
+    def rank(self) -> int:
+        return int(self.eigenvectors.shape[1])
+
+    def rest_gram(self, Y: np.ndarray) -> np.ndarray:
+        """``Y^T Y - (U^T Y)^T (U^T Y)``, from the projection residual (no cancellation)."""
+        Y = np.asarray(Y, dtype=float).reshape(self.n, -1)
+        R = Y - self.eigenvectors @ (self.eigenvectors.T @ Y)
+        return R.T @ R
+
+
 def _clip_spectrum(lam: np.ndarray, check: bool, what: str) -> np.ndarray:
     lam = np.asarray(lam, dtype=float)
     top = max(float(np.max(np.abs(lam))), np.finfo(float).tiny)
@@ -220,6 +259,11 @@ class TimeEstimate:
     grid: np.ndarray = field(repr=False)
     grid_llf: np.ndarray = field(repr=False)
     message: str = ""
+    # which rule chose t ("reml", "ml", or a prediction-error criterion of
+    # mixednn.stopping); for a criterion, its minimum and its values on ``grid``
+    criterion: str = ""
+    value: float = float("nan")
+    grid_value: np.ndarray | None = field(default=None, repr=False)
 
 
 class SpectralProfile:
@@ -435,6 +479,59 @@ class SpectralProfile:
         except (ValueError, RuntimeError):
             pass
         return t, l
+
+    def minimize_criterion(self, criterion: Any, reml: bool = True,
+                           points_per_decade: int | None = None) -> TimeEstimate:
+        """Minimise a prediction-error criterion of t over t >= 0 (the alternatives to REML).
+
+        The same search as :meth:`maximize` (log-spaced grid over :meth:`search_bounds`,
+        bounded Brent on log t between the grid neighbours of the best point, explicit
+        comparison with t = 0), applied to ``criterion``: an object with ``name``,
+        ``values(ts)`` (vectorised) and ``value(t)``, e.g. the GCV, Cp, leave-one-out and
+        K-fold criteria of :mod:`mixednn.stopping`.
+
+        Returns
+        -------
+        TimeEstimate
+            ``criterion``, ``value`` and ``grid_value`` describe the minimised rule;
+            ``llf``, ``llf_zero`` and ``grid_llf`` are the profiled REML (or ML)
+            log-likelihood at the chosen t, at 0 and on the grid, for comparison.
+        """
+        lo, hi = self.search_bounds()
+        ppd = points_per_decade or getattr(criterion, "points_per_decade", 12)
+        m = int(np.ceil(np.log10(hi / lo) * ppd)) + 1
+        grid = np.logspace(np.log10(lo), np.log10(hi), m)
+        vals = np.asarray(criterion.values(grid), dtype=float)
+        vals = np.where(np.isfinite(vals), vals, np.inf)
+        v0 = float(criterion.value(0.0))
+        i = int(np.argmin(vals))
+        t_hat, v_hat = float(grid[i]), float(vals[i])
+        converged = bool(np.isfinite(v_hat))
+        if converged:
+            a = math.log(grid[i - 1]) if i > 0 else math.log(lo) - 10 * math.log(10)
+            b = math.log(grid[min(i + 1, m - 1)])
+            f = lambda u: (lambda v: v if np.isfinite(v) else np.inf)(  # noqa: E731
+                criterion.value(math.exp(u)))
+            opt = minimize_scalar(f, bounds=(a, b), method="bounded",
+                                  options={"xatol": 1e-6, "maxiter": 200})
+            converged = bool(opt.success)
+            if opt.success and opt.fun <= v_hat:
+                t_hat, v_hat = math.exp(opt.x), float(opt.fun)
+        at_upper = i == m - 1
+        boundary = not (v_hat < v0)
+        message = ""
+        if boundary:
+            t_hat, v_hat = 0.0, v0
+            message = (f"boundary fit: {criterion.name} is minimised at t = 0 (training adds "
+                       "nothing beyond the initialisation)")
+        elif at_upper:
+            message = (f"t ran to the upper end of the search: {criterion.name} chooses an "
+                       "interpolating fit")
+        return TimeEstimate(t=t_hat, llf=self.loglike(t_hat, reml), llf_zero=self.loglike(0.0, reml),
+                            boundary=boundary, at_upper=at_upper and not boundary,
+                            converged=converged, search_bounds=(lo, hi), grid=grid,
+                            grid_llf=self.loglike_grid(grid, reml), message=message,
+                            criterion=criterion.name, value=v_hat, grid_value=vals)
 
     # -- inference helpers ---------------------------------------------------------------
     def profile_interval(self, est: TimeEstimate, reml: bool = True,

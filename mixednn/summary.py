@@ -45,6 +45,9 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
     }
     smry.add_dict(header, ncols=2)
     smry.add_text(f"Network: {m.kernel_source.description}")
+    low_rank_line = getattr(m.basis, "summary_line", None)  # feature space: Nystrom trace error
+    if low_rank_line is not None:
+        smry.add_text(low_rank_line())
     if m.input_scaling is not None:
         smry.add_text("Network inputs: " + ", ".join(d.ntk_names)
                       + (" (standardised: mean 0, sd 1)" if m.scale_inputs else " (unscaled)"))
@@ -61,11 +64,15 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
 
     t_lo, t_hi = res.t_conf_int(alpha)
     s_lo, s_hi = res.scale_conf_int(alpha)
-    vc = pd.DataFrame(
-        [[_fmt(res.t), _fmt(res.t_se), _fmt(t_lo), _fmt(t_hi), "profile"],
-         [_fmt(res.scale), _fmt(res.scale_se), _fmt(s_lo), _fmt(s_hi), "Wald (log)"]],
-        index=["Training time t (NTK)", "Residual variance"],
-        columns=["Estimate", "Std.Err.", lo_q, hi_q, "CI"])
+    t_rule = getattr(res, "t_method", "reml") or "reml"
+    t_ci = "profile" if t_rule in ("reml", "ml") else f"none ({t_rule})"
+    vc_rows = [[_fmt(res.t), _fmt(res.t_se), _fmt(t_lo), _fmt(t_hi), t_ci],
+               [_fmt(res.scale), _fmt(res.scale_se), _fmt(s_lo), _fmt(s_hi), "Wald (log)"]]
+    vc_index = ["Training time t (NTK)", "Residual variance"]
+    if t_rule != "reml" or getattr(res, "free_modes", 0):
+        vc_rows.insert(1, [_fmt(res.t_reml), "", "", "", "REML, plain kernel"])
+        vc_index.insert(1, "  t by REML (compare)")
+    vc = pd.DataFrame(vc_rows, index=vc_index, columns=["Estimate", "Std.Err.", lo_q, hi_q, "CI"])
     smry.add_df(vc)
 
     lr = res.reference_lr
@@ -76,6 +83,15 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
         f"lr = n/lambda_max = {lr:.4g} (steps = n t / lr); t is in units of lr x steps of the "
         "summed loss 1/2 sum (y - f)^2, on this kernel's scale.",
     ]
+    extra.insert(0, f"Training time t chosen by: {_rule_name(res)}"
+                 + (f" (REML would choose t = {res.t_reml:.4g})"
+                    if (getattr(res, "t_method", "reml") != "reml" or getattr(res, "free_modes", 0))
+                    else ""))
+    if getattr(res, "free_modes", 0):
+        extra.append(_free_modes_line(res))
+    stop_line = _stopping_line(res)
+    if stop_line:
+        extra.append(stop_line)
     if res.boundary:
         extra.append("Boundary fit: t = 0 (training adds nothing beyond initialisation).")
     elif res.estimate.at_upper:
@@ -91,6 +107,31 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
     return smry
 
 
+def _rule_name(res: "MixedLMNTKResults") -> str:
+    rule = getattr(res, "t_method", None) or res.method.lower()
+    names = {"reml": "REML", "ml": "ML", "gcv": "GCV", "cp": "Cp/SURE", "loo": "leave-one-out",
+             "kfold": "K-fold CV"}
+    out = names.get(rule, rule)
+    if getattr(res, "free_modes", 0):
+        out += f", {res.free_modes} free modes"
+    return out
+
+
+def _free_modes_line(res: "MixedLMNTKResults") -> str:
+    how = f" (chosen by {res.k_rule.upper()} across k)" if getattr(res, "k_rule", None) else ""
+    return (f"Free leading modes: the {res.free_modes} leading NTK eigen-directions are "
+            f"unpenalised fixed effects{how}, trained to convergence (t_j = inf); t is fitted on "
+            "the rest of the spectrum (an extension beyond the paper).")
+
+
+def _stopping_line(res: "MixedLMNTKResults") -> str | None:
+    try:
+        diag = res.stopping_diagnostic
+    except (AttributeError, ValueError, np.linalg.LinAlgError):
+        return None
+    return diag.message
+
+
 def _score_line(res: "MixedLMNTKResults") -> str | None:
     fn = getattr(res, "score_test", None)
     if fn is None:
@@ -99,5 +140,7 @@ def _score_line(res: "MixedLMNTKResults") -> str | None:
         test = fn()
     except NotImplementedError:
         return None
+    if not getattr(test, "valid", True):
+        return f"Score test of t = 0: inapplicable ({test.reason})"
     return (f"Score test of t = 0: statistic = {test.statistic:.4g}, "
             f"p-value = {test.pvalue:.4g} ({test.method})")

@@ -205,7 +205,7 @@ def test_precomputed_kernel_predict_needs_cross_kernel(frame):
 
 
 def test_memory_guard_before_allocating():
-    with pytest.raises(KernelMemoryError, match=r"needs about .* GiB.*low-rank"):
+    with pytest.raises(KernelMemoryError, match=r"needs about .* GiB.*low.rank"):
         check_kernel_memory(200_000, available=8 * 2**30)
     check_kernel_memory(1000, available=8 * 2**30)
 

@@ -94,6 +94,8 @@ def resolve_kernel(network: Any = None, kernel: Any = None, *, has_inputs: bool)
     if not has_inputs:
         raise ValueError("network= needs network inputs: pass ntk='~ x1 + x2' (or a list of "
                          "columns) to from_formula, or ntk_inputs= to MixedLMNTK")
+    if isinstance(network, KernelSource):  # e.g. finite_network_source(module, max_memory=...)
+        return network
     if isinstance(network, MLP):
         if network.width is None:
             return KernelSource(network.ntk, lambda Znew, Z: network.ntk(Znew, Z),

@@ -1,0 +1,664 @@
+"""Kernel hyperparameters by likelihood: per-input scales, bias_std and depth.
+
+The NTK of :class:`~mixednn.kernels.analytic.MLP` has hyperparameters that the data can
+choose: a scale per network input (``input_scales="ard"``: input j enters as
+``s_j z_j``, automatic relevance determination), the bias standard deviation and the
+depth.  :func:`optimize_kernel` maximises the profiled REML (or ML) log-likelihood,
+with t, beta and s2 profiled out, over the continuous ones and compares depths.
+
+Gradients through the decomposition
+-----------------------------------
+Every evaluation needs a new kernel and a new decomposition ``K = U diag(lam) U^T``.
+The gradient then costs about one more: with ``E = exp(-tK)``, ``r~`` the rotated
+GLS residual, ``A = X~^T W X~`` and the divided differences
+``Gamma_ij = (exp(-t lam_i) - exp(-t lam_j)) / (lam_i - lam_j)`` (``-t exp(-t lam_i)``
+on the diagonal, the Daleckii-Krein form of the Frechet derivative of ``exp(-tK)``),
+the envelope theorem (t, beta, s2 at their optimum) gives
+
+    d l / d theta = < dK/d theta, B >_F,      B = U S U^T,
+    S = -1/2 [ (dof / RSS) Gamma o (r~ r~^T) + t I + [REML] Gamma o (X~ A^{-1} X~^T) ],
+
+with ``dof = n - p`` (REML) or ``n`` (ML).  B does not depend on which hyperparameter
+is differentiated, so a single reverse-mode pass (torch autograd) through the kernel
+recursion of the scalar ``<K(theta), B>`` gives the whole gradient: the cost is one
+kernel evaluation with its backward pass plus two n x n x n matrix products, whatever
+the number of inputs.  ``subsample=`` runs the optimisation on a random subset of
+rows (the final fit uses all of them); :attr:`KernelOptimization.cost` reports the
+evaluations and the time spent in each part.
+
+Differentiable closed forms exist here for ``relu``, ``leaky_relu``, ``abs``, ``erf``
+and ``identity``; other activations can be compared (:func:`compare_kernels`) but not
+optimised.
+
+Example
+-------
+>>> import numpy as np, mixednn as mn
+>>> from mixednn.hyper import optimize_kernel
+>>> rng = np.random.default_rng(0); Z = rng.normal(size=(80, 3))
+>>> y = np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=80)       # only input 0 matters
+>>> m = mn.MixedLMNTK(y, np.ones((80, 1)), Z, network=mn.MLP(depth=2, bias_std=0.5))
+>>> opt = optimize_kernel(m, input_scales="ard", maxiter=30)
+>>> opt.llf > opt.llf_start + 5
+True
+>>> bool(opt.scales.iloc[0] > 100 * opt.scales.iloc[1:].max())
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+
+from .kernels import KernelSource
+from .kernels.analytic import MLP
+from .spectral import SpectralProfile, decompose
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .model import MixedLMNTK
+    from .results import MixedLMNTKResults
+
+__all__ = ["ScaledInputsMLP", "ntk_torch", "reml_gradient_matrix", "profiled_loglike",
+           "profiled_loglike_and_grad", "optimize_kernel", "KernelOptimization",
+           "compare_kernels", "with_network", "DIFFERENTIABLE"]
+
+#: Activations whose NTK recursion is implemented differentiably.
+DIFFERENTIABLE = ("relu", "leaky_relu", "abs", "erf", "identity", "linear")
+_SLOPES = {"relu": (0.0, 1.0), "abs": (-1.0, 1.0), "leaky_relu": (0.01, 1.0)}
+
+
+# ------------------------------------------------------------------- the kernel in torch
+
+def _autograd_functions():
+    import torch
+
+    class _ArcJ1(torch.autograd.Function):
+        """``alpha sin(theta) + (beta - alpha theta) c`` with ``theta = arccos c``; its
+        derivative is ``beta - alpha theta`` (finite at |c| = 1)."""
+
+        @staticmethod
+        def forward(ctx, c, alpha, beta):
+            th = torch.arccos(c)
+            s = torch.sqrt(torch.clamp((1 - c) * (1 + c), min=0.0))
+            ctx.save_for_backward(th)
+            ctx.ab = (alpha, beta)
+            return alpha * s + (beta - alpha * th) * c
+
+        @staticmethod
+        def backward(ctx, g):
+            (th,) = ctx.saved_tensors
+            alpha, beta = ctx.ab
+            return g * (beta - alpha * th), None, None
+
+    class _ArcJ0(torch.autograd.Function):
+        """``beta - alpha arccos(c)``; derivative ``alpha / sqrt(1 - c^2)``, taken as 0
+        where ``c = +-1`` exactly (coincident inputs, where dc = 0)."""
+
+        @staticmethod
+        def forward(ctx, c, alpha, beta):
+            ctx.save_for_backward(c)
+            ctx.alpha = alpha
+            return beta - alpha * torch.arccos(c)
+
+        @staticmethod
+        def backward(ctx, g):
+            (c,) = ctx.saved_tensors
+            q = (1 - c) * (1 + c)
+            inv = torch.where(q > 0, torch.rsqrt(torch.clamp(q, min=1e-300)), torch.zeros_like(q))
+            return g * ctx.alpha * inv, None, None
+
+    return _ArcJ1, _ArcJ0
+
+
+_FUNCS: tuple | None = None
+
+
+def _funcs():
+    global _FUNCS
+    if _FUNCS is None:
+        _FUNCS = _autograd_functions()
+    return _FUNCS
+
+
+def _step_diag(act: str, q, sw2: float, sb2: float):
+    import torch
+
+    if act in _SLOPES:
+        a, b = _SLOPES[act]
+        return sw2 * (a * a + b * b) / 2 * q + sb2
+    if act == "erf":
+        return sw2 * (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)) + sb2
+    return sw2 * q + sb2  # identity
+
+
+def ntk_torch(Z1: "torch.Tensor", Z2: "torch.Tensor | None", net: MLP, scales: "torch.Tensor | None" = None,
+              bias_std: "torch.Tensor | float | None" = None,
+              diag_offset: int | None = None) -> "torch.Tensor":
+    """Infinite-width NTK of ``net`` in torch, differentiable in the input scales and bias_std.
+
+    Same conventions and values as :meth:`MLP.ntk` (stax, NTK parameterisation);
+    ``Z2=None`` gives the symmetric Gram matrix with an exact unit correlation on the
+    diagonal.
+
+    Parameters
+    ----------
+    Z1, Z2 : torch.Tensor, shapes (n1, d), (n2, d)
+    net : MLP
+        Depth, activation and weight_std (``net.bias_std`` unless ``bias_std`` given).
+    scales : torch.Tensor, shape (d,), optional
+        Per-input scales ``s``: the kernel of ``Z * s``.
+    bias_std : torch.Tensor or float, optional
+    diag_offset : int, optional
+        When ``Z1`` is the block of rows ``o, o+1, ...`` of ``Z2``: ``o``, so that the
+        entries of coincident rows get an exact unit correlation, as on the diagonal.
+
+    Returns
+    -------
+    torch.Tensor, shape (n1, n2)
+    """
+    import torch
+
+    act = net.activation
+    if act not in DIFFERENTIABLE:
+        raise NotImplementedError(
+            f"no differentiable NTK for activation {act!r}; supported: {', '.join(DIFFERENTIABLE)}")
+    act = "identity" if act == "linear" else act
+    sym = Z2 is None
+    X1 = Z1 if scales is None else Z1 * scales
+    X2 = X1 if sym else (Z2 if scales is None else Z2 * scales)
+    d = X1.shape[1]
+    sw2 = float(net.weight_std) ** 2
+    b = net.bias_std if bias_std is None else bias_std
+    sb2 = b * b
+    J1, J0 = _funcs()
+    S = sw2 * (X1 @ X2.T) / d + sb2
+    q1 = sw2 * (X1 * X1).sum(1) / d + sb2
+    q2 = q1 if sym else sw2 * (X2 * X2).sum(1) / d + sb2
+    T = S
+    eye = None
+    if sym or diag_offset is not None:
+        o = 0 if sym else int(diag_offset)
+        eye = torch.zeros(S.shape, dtype=torch.bool, device=S.device)
+        i = torch.arange(S.shape[0], device=S.device)
+        ok = i + o < S.shape[1]
+        eye[i[ok], i[ok] + o] = True
+    for _ in range(net.depth):
+        if act in _SLOPES:
+            a_, b_ = _SLOPES[act]
+            alpha, beta = (a_ - b_) ** 2 / (2 * math.pi), (a_ * a_ + b_ * b_) / 2
+            root = torch.sqrt(q1[:, None] * q2[None, :])
+            c = torch.clamp(S / root, -1.0, 1.0)
+            if eye is not None:
+                c = torch.where(eye, torch.ones_like(c), c)
+            EP = root * J1.apply(c, alpha, beta)
+            ED = J0.apply(c, alpha, beta)
+        elif act == "erf":
+            R = 1.0 / torch.sqrt((1 + 2 * q1)[:, None] * (1 + 2 * q2)[None, :])
+            U = torch.clamp(2 * S * R, -1.0, 1.0)
+            EP = (2 / math.pi) * torch.arcsin(U)
+            ED = (4 / math.pi) * R / torch.sqrt(1 - U * U)
+        else:
+            EP, ED = S, torch.ones_like(S)
+        S = sw2 * EP + sb2
+        T = S + sw2 * T * ED
+        q1 = _step_diag(act, q1, sw2, sb2)
+        q2 = q1 if sym else _step_diag(act, q2, sw2, sb2)
+    return T
+
+
+def _grad_wrt(Z: np.ndarray, B: np.ndarray, net: MLP, log_scales: np.ndarray | None,
+              log_bias: float | None, block: int = 512) -> tuple[np.ndarray | None, float | None]:
+    """Gradient of ``<K(theta), B>`` w.r.t. log scales and log bias_std (reverse mode,
+    in row blocks to bound memory)."""
+    import torch
+
+    Zt = torch.as_tensor(Z, dtype=torch.float64)
+    Bt = torch.as_tensor(B, dtype=torch.float64)
+    ls = torch.tensor(log_scales, dtype=torch.float64, requires_grad=True) \
+        if log_scales is not None else None
+    lb = torch.tensor(float(log_bias), dtype=torch.float64, requires_grad=True) \
+        if log_bias is not None else None
+    n = Z.shape[0]
+    threads = torch.get_num_threads()
+    if n * min(n, block) < 250_000:  # small problems: thread start-up costs more than it saves
+        torch.set_num_threads(1)
+    try:
+        for i0 in range(0, n, block):
+            i1 = min(i0 + block, n)
+            sc = torch.exp(ls) if ls is not None else None
+            bs = torch.exp(lb) if lb is not None else None
+            Kb = ntk_torch(Zt, None, net, sc, bs) if i1 - i0 == n else \
+                ntk_torch(Zt[i0:i1], Zt, net, sc, bs, diag_offset=i0)
+            val = (Kb * Bt[i0:i1]).sum()
+            val.backward()
+    finally:
+        torch.set_num_threads(threads)
+    gs = ls.grad.numpy().copy() if ls is not None else None
+    gb = float(lb.grad) if lb is not None else None
+    return gs, gb
+
+
+# ------------------------------------------------------------- the likelihood and its gradient
+
+def _gamma(lam: np.ndarray, t: float) -> np.ndarray:
+    """Divided differences of ``exp(-t lam)``: ``-t exp(-t min) phi(t |dlam|)``, phi(x) = (1-e^-x)/x."""
+    lo = np.minimum.outer(lam, lam)
+    x = t * np.abs(np.subtract.outer(lam, lam))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ph = np.where(x > 1e-12, -np.expm1(-x) / np.where(x > 1e-12, x, 1.0), 1.0 - x / 2)
+    return -t * np.exp(-t * lo) * ph
+
+
+def reml_gradient_matrix(profile: SpectralProfile, U: np.ndarray, t: float,
+                         reml: bool = True) -> np.ndarray:
+    """``B`` with ``d l / d theta = <dK/d theta, B>`` at the profiled optimum (module notes).
+
+    Parameters
+    ----------
+    profile : SpectralProfile
+        Of the current kernel (full basis).
+    U : ndarray (n, n)
+        Its eigenvectors.
+    t : float
+        The profiled (optimal) t.
+    reml : bool
+
+    Returns
+    -------
+    ndarray (n, n), symmetric
+    """
+    if profile.rest_gram is not None:
+        raise NotImplementedError("hyperparameter gradients need a full eigendecomposition")
+    pt = profile.point(t, reml)
+    lam = profile.lam
+    n, p = profile.nobs, profile.p
+    r = profile.y_rot - profile.X_rot @ pt.beta if p else profile.y_rot
+    dof = n - p if reml else n
+    G = _gamma(lam, t)
+    S = (dof / pt.rss) * G * np.outer(r, r)
+    if reml and p:
+        H = profile.X_rot @ np.linalg.solve(pt.xwx, profile.X_rot.T)
+        S += G * H
+    S[np.diag_indices_from(S)] += t
+    S *= -0.5
+    B = U @ S @ U.T
+    return 0.5 * (B + B.T)
+
+
+@dataclass
+class _Eval:
+    llf: float
+    t: float
+    grad: np.ndarray | None
+    seconds: dict
+
+
+def _profile_of(K: np.ndarray, y: np.ndarray, X: np.ndarray) -> tuple[SpectralProfile, np.ndarray]:
+    basis = decompose(K, method="eigh", check_psd=True, overwrite=True, what="the NTK")
+    U = basis.eigenvectors
+    Yr = U.T @ np.column_stack([y, X])
+    return SpectralProfile(basis.eigenvalues, Yr[:, 0], Yr[:, 1:], basis.trace, y.shape[0]), U
+
+
+class ScaledInputsMLP:
+    """An :class:`MLP` whose inputs are multiplied by per-input scales ``s``: ``K(Z s, Z' s)``.
+
+    Parameters
+    ----------
+    net : MLP
+    scales : array-like, shape (d,)
+    names : sequence of str, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> k = ScaledInputsMLP(MLP(depth=1), [2.0, 0.5])
+    >>> Z = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> bool(np.allclose(k.ntk(Z), MLP(depth=1).ntk(Z * [2.0, 0.5])))
+    True
+    """
+
+    def __init__(self, net: MLP, scales: Any, names: Sequence[str] | None = None):
+        s = np.asarray(scales, dtype=float).ravel()
+        if not (np.all(np.isfinite(s)) and np.all(s >= 0)):
+            raise ValueError(f"input scales must be finite and non-negative, got {s}")
+        self.net = net
+        self.scales = s
+        self.names = list(names) if names is not None else [f"z{j + 1}" for j in range(s.size)]
+
+    def ntk(self, Z1: np.ndarray, Z2: np.ndarray | None = None) -> np.ndarray:
+        Z1 = np.asarray(Z1, dtype=float)
+        if Z1.shape[1] != self.scales.size:
+            raise ValueError(f"inputs have {Z1.shape[1]} columns; {self.scales.size} scales")
+        return self.net.ntk(Z1 * self.scales, None if Z2 is None else np.asarray(Z2, float) * self.scales)
+
+    def describe(self) -> str:
+        sc = ", ".join(f"{nm}={v:.3g}" for nm, v in zip(self.names, self.scales))
+        return f"{self.net.describe()}; input scales (ARD): {sc}"
+
+    def source(self) -> KernelSource:
+        """A kernel source for :class:`~mixednn.model.MixedLMNTK` (``network=`` accepts it)."""
+        return KernelSource(self.ntk, lambda Zn, Z: self.ntk(Zn, Z), self.describe(),
+                            network=self.net)
+
+
+def with_network(model: "MixedLMNTK", network: Any) -> "MixedLMNTK":
+    """A copy of ``model`` (same data, designs and input standardisation) with another kernel.
+
+    Parameters
+    ----------
+    model : MixedLMNTK
+    network : MLP, ScaledInputsMLP or KernelSource
+
+    Returns
+    -------
+    MixedLMNTK
+        Not yet decomposed.
+    """
+    from .kernels import resolve_kernel
+
+    if isinstance(network, ScaledInputsMLP):
+        src = network.source()
+    elif isinstance(network, MLP) and network.width is None:
+        src = resolve_kernel(network, None, has_inputs=True)
+    elif isinstance(network, KernelSource):
+        src = network
+    else:
+        raise TypeError("network must be an analytic MLP (width=None), a ScaledInputsMLP or a "
+                        f"KernelSource, got {type(network).__name__}")
+    if model.scaled_inputs is None:
+        raise ValueError("this model has no network inputs (precomputed kernel): nothing to tune")
+    new = copy.copy(model)
+    new.kernel_source = src
+    new.network = src.network
+    new._basis = None
+    new._profile = None
+    return new
+
+
+# ------------------------------------------------------------------------ optimisation
+
+@dataclass
+class KernelOptimization:
+    """Result of :func:`optimize_kernel`.
+
+    Attributes
+    ----------
+    network : MLP or ScaledInputsMLP
+        The chosen kernel (``ScaledInputsMLP`` with ``input_scales="ard"``).
+    model : MixedLMNTK
+        The model on all rows with that kernel; ``.fit()`` it.
+    depth, bias_std : int, float
+    scales : pandas.Series or None
+        Per-input scales (multiplying the standardised inputs).
+    llf, llf_start : float
+        Profiled log-likelihood (REML or ML, on the rows optimised over) at the optimum
+        and at the starting kernel of the chosen depth.
+    table : pandas.DataFrame
+        One row per depth tried: ``llf``, ``llf_start``, ``t``, ``n_params`` (kernel
+        hyperparameters estimated), ``aic`` and ``evals``.
+    cost : dict
+        ``evaluations``, ``rows`` (n used), ``seconds`` and the time in ``kernel``,
+        ``decomposition``, ``search`` (t) and ``gradient``.
+    """
+
+    network: Any
+    model: "MixedLMNTK"
+    depth: int
+    bias_std: float
+    scales: pd.Series | None
+    llf: float
+    llf_start: float
+    reml: bool
+    table: pd.DataFrame
+    cost: dict = field(default_factory=dict)
+
+    def fit(self, **kwargs: Any) -> "MixedLMNTKResults":
+        """Fit the model on all rows with the chosen kernel (``MixedLMNTK.fit`` options)."""
+        kwargs.setdefault("reml", self.reml)
+        return self.model.fit(**kwargs)
+
+
+def profiled_loglike_and_grad(Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: MLP,
+                              log_scales: np.ndarray | None, log_bias: float | None,
+                              reml: bool = True, gradient: bool = True) -> _Eval:
+    """Profiled log-likelihood at the kernel ``(net, scales, bias_std)`` and its gradient
+    w.r.t. ``(log scales..., log bias_std)`` (only the parameters that are not None)."""
+    secs = {"kernel": 0.0, "decomposition": 0.0, "search": 0.0, "gradient": 0.0}
+    b = float(np.exp(log_bias)) if log_bias is not None else net.bias_std
+    n1 = MLP(depth=net.depth, activation=net.activation, weight_std=net.weight_std, bias_std=b)
+    Zs = Z * np.exp(log_scales) if log_scales is not None else Z
+    t0 = time.perf_counter()
+    K = n1.ntk(Zs)
+    t1 = time.perf_counter()
+    prof, U = _profile_of(K, y, X)
+    t2 = time.perf_counter()
+    est = prof.maximize(reml)
+    t3 = time.perf_counter()
+    secs.update(kernel=t1 - t0, decomposition=t2 - t1, search=t3 - t2)
+    grad = None
+    if gradient:
+        B = reml_gradient_matrix(prof, U, est.t, reml)
+        gs, gb = _grad_wrt(Z, B, n1, log_scales, log_bias)
+        parts = []
+        if gs is not None:
+            parts.append(gs)
+        if gb is not None:
+            parts.append([gb])
+        grad = np.concatenate(parts) if parts else np.empty(0)
+        secs["gradient"] = time.perf_counter() - t3
+    return _Eval(float(est.llf), float(est.t), grad, secs)
+
+
+def profiled_loglike(Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: MLP, reml: bool = True) -> float:
+    """Profiled REML (or ML) log-likelihood of the kernel ``net`` on inputs Z (no gradient)."""
+    return profiled_loglike_and_grad(Z, y, X, net, None, None, reml, gradient=False).llf
+
+
+def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
+                    bias_std: bool | float = False, depths: Sequence[int] | None = None,
+                    reml: bool = True, subsample: int | None = None, seed: int = 0,
+                    maxiter: int = 50, bounds: tuple[float, float] = (1e-3, 1e3)) -> KernelOptimization:
+    """Choose kernel hyperparameters by maximising the profiled REML (or ML) likelihood.
+
+    Parameters
+    ----------
+    model : MixedLMNTK
+        With an analytic MLP network (``width=None``) and network inputs.
+    input_scales : {"ard", None}
+        ``"ard"``: one scale per (standardised) network input.
+    bias_std : bool or float
+        ``True``: estimate bias_std too (from the network's value, or 0.1 if that is 0);
+        ``False``: keep the network's; a float: fix it at that value.
+    depths : sequence of int, optional
+        Depths to compare (each optimised); default: the network's depth only.
+    reml : bool
+    subsample : int, optional
+        Optimise on a random subset of this many rows (``seed``); the returned model
+        uses all rows.
+    maxiter : int
+        L-BFGS-B iterations per depth.
+    bounds : (float, float)
+        Box for the scales and bias_std.
+
+    Returns
+    -------
+    KernelOptimization
+
+    Notes
+    -----
+    A ReLU-type (or linear) NTK is positively homogeneous in the inputs and the bias
+    jointly: ``K(c s, c b) = c^2 K(s, b)``, and t absorbs the factor.  With ARD scales,
+    ``bias_std=True`` therefore keeps bias_std at its starting value (the network's,
+    or 0.1) and the scales carry the identified ratios ``s_j / bias_std``; with
+    ``bias_std = 0`` a common factor of the scales is a flat direction (only their
+    ratios are identified).  Smooth activations (erf) have no such symmetry.  Without
+    a bias a ReLU NTK sees an input only through angles and norms, so ARD needs
+    ``bias_std > 0`` to isolate single inputs.  The number of kernel
+    hyperparameters enters the AIC of the comparison table.
+    """
+    from .kernels.analytic import MLP as _MLP
+
+    net = model.network
+    if not isinstance(net, _MLP) or net.width is not None:
+        raise ValueError("optimize_kernel needs a model with an analytic network (mn.MLP with "
+                         f"width=None); this model's kernel is {model.kernel_source.description!r}")
+    if net.activation not in DIFFERENTIABLE:
+        raise NotImplementedError(
+            f"activation {net.activation!r} has no differentiable NTK here; supported: "
+            f"{', '.join(DIFFERENTIABLE)} (compare others with compare_kernels)")
+    if input_scales not in ("ard", None):
+        raise ValueError(f"input_scales must be 'ard' or None, got {input_scales!r}")
+    if model.profile.rest_gram is not None:
+        raise NotImplementedError("optimize_kernel needs a dense (full) decomposition")
+    Z = model.scaled_inputs
+    y = model.endog - model.offset
+    X = model.exog
+    n = Z.shape[0]
+    if subsample is not None:
+        if not (isinstance(subsample, (int, np.integer)) and model.k_fe + 3 <= subsample):
+            raise ValueError(f"subsample must be an integer >= p + 3, got {subsample!r}")
+        if subsample < n:
+            idx = np.sort(np.random.default_rng(seed).choice(n, int(subsample), replace=False))
+            Z, y, X = Z[idx], y[idx], X[idx]
+    depths = [net.depth] if depths is None else [int(d) for d in depths]
+    if not depths or min(depths) < 0:
+        raise ValueError(f"depths must be non-negative integers, got {depths}")
+    fit_bias = bias_std is True
+    homogeneous = net.activation in ("relu", "leaky_relu", "abs", "identity", "linear")
+    if fit_bias and input_scales == "ard" and homogeneous:
+        # K(c s, c b) = c^2 K(s, b): only the ratios scales / bias_std are identified, and
+        # the scales carry them; bias_std stays at its (positive) starting value
+        fit_bias = False
+        bias_std = max(net.bias_std, 0.1) if net.bias_std > 0 else 0.1
+    if isinstance(bias_std, bool):
+        b0 = net.bias_std if net.bias_std > 0 else 0.1
+        b_fixed = net.bias_std
+    else:
+        if not (np.isfinite(bias_std) and bias_std >= 0):
+            raise ValueError(f"bias_std must be True, False or a non-negative number, got {bias_std!r}")
+        b0 = b_fixed = float(bias_std)
+    d = Z.shape[1]
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    t_start = time.perf_counter()
+    cost = {"evaluations": 0, "rows": int(Z.shape[0]), "kernel": 0.0, "decomposition": 0.0,
+            "search": 0.0, "gradient": 0.0}
+    rows = []
+    best = None
+    for depth in depths:
+        base = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std,
+                   bias_std=b_fixed)
+        x0 = []
+        if input_scales == "ard":
+            x0 += [0.0] * d
+        if fit_bias:
+            x0 += [math.log(max(b0, bounds[0]))]
+        x0 = np.array(x0, dtype=float)
+        n_evals = [0]
+
+        def unpack(x):
+            ls = x[:d] if input_scales == "ard" else None
+            lb = x[-1] if fit_bias else None
+            return ls, lb
+
+        def fg(x):
+            ls, lb = unpack(x)
+            ev = profiled_loglike_and_grad(Z, y, X, base, ls, lb, reml, gradient=x.size > 0)
+            n_evals[0] += 1
+            cost["evaluations"] += 1
+            for k_, v in ev.seconds.items():
+                cost[k_] += v
+            if not np.isfinite(ev.llf):
+                return 1e300, np.zeros_like(x)
+            return -ev.llf, -ev.grad if ev.grad is not None else np.zeros_like(x)
+
+        start_ev = profiled_loglike_and_grad(Z, y, X, base, *unpack(x0), reml, gradient=False)
+        cost["evaluations"] += 1
+        if x0.size:
+            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B",
+                                          bounds=[(lo, hi)] * x0.size,
+                                          options={"maxiter": maxiter})
+            x_hat, l_hat = opt.x, -float(opt.fun)
+            if l_hat < start_ev.llf:
+                x_hat, l_hat = x0, start_ev.llf
+        else:
+            x_hat, l_hat = x0, start_ev.llf
+        ls, lb = unpack(x_hat)
+        b_hat = float(np.exp(lb)) if lb is not None else b_fixed
+        k_par = x0.size
+        rows.append({"depth": depth, "llf": l_hat, "llf_start": start_ev.llf,
+                     "n_params": k_par, "aic": -2 * l_hat + 2 * (model.k_fe + 2 + k_par),
+                     "bias_std": b_hat, "evals": n_evals[0] + 1})
+        cand = (l_hat, depth, ls, b_hat, start_ev.llf)
+        if best is None or l_hat > best[0]:
+            best = cand
+    cost["seconds"] = time.perf_counter() - t_start
+    l_hat, depth, ls, b_hat, l_start = best
+    chosen = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std, bias_std=b_hat)
+    scales = None
+    network: Any = chosen
+    if ls is not None:
+        names = list(model.data.ntk_names) or [f"z{j + 1}" for j in range(d)]
+        scales = pd.Series(np.exp(ls), index=names, name="scale")
+        network = ScaledInputsMLP(chosen, np.exp(ls), names)
+    table = pd.DataFrame(rows).set_index("depth")
+    return KernelOptimization(network, with_network(model, network), depth, b_hat, scales, l_hat,
+                              l_start, reml, table, cost)
+
+
+def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, *,
+                    depths: Sequence[int] = (1, 2, 3, 4),
+                    activations: Sequence[str] = ("relu", "erf", "gelu", "tanh"),
+                    reml: bool = True) -> pd.DataFrame:
+    """Compare architectures by the maximised likelihood and AIC, each fit on the same data.
+
+    Parameters
+    ----------
+    model : MixedLMNTK
+        Supplies the data (its own kernel is not used unless listed).
+    networks : sequence, optional
+        Networks (MLP, ScaledInputsMLP or KernelSource); default: every combination of
+        ``depths`` and ``activations`` with the model's weight_std and bias_std.
+    reml : bool
+        REML (default: valid for comparing kernels, the fixed effects being the same)
+        or ML.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per network, best first: ``network``, ``t``, ``llf`` (REML/ML),
+        ``llf_ml``, ``aic`` (from ``llf``, p + 2 parameters), ``aic_ml``, ``edf``,
+        ``delta_aic`` (from the best).
+    """
+    import warnings
+
+    from .kernels.analytic import MLP as _MLP
+
+    if networks is None:
+        base = model.network if isinstance(model.network, _MLP) else MLP()
+        networks = [MLP(depth=dp, activation=a, weight_std=base.weight_std, bias_std=base.bias_std)
+                    for a in activations for dp in depths]
+    rows = []
+    for nw in networks:
+        m2 = with_network(model, nw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = m2.fit(reml=reml)
+            ml = m2.profile.maximize(False)
+        desc = nw.describe() if hasattr(nw, "describe") else getattr(nw, "description", str(nw))
+        k = model.k_fe + 2
+        rows.append({"network": desc, "depth": getattr(getattr(nw, "net", nw), "depth", np.nan),
+                     "activation": getattr(getattr(nw, "net", nw), "activation", ""),
+                     "t": res.t, "llf": res.llf, "llf_ml": ml.llf, "aic": -2 * res.llf + 2 * k,
+                     "aic_ml": -2 * ml.llf + 2 * k, "edf": res.edf})
+    out = pd.DataFrame(rows).sort_values("aic").reset_index(drop=True)
+    out["delta_aic"] = out["aic"] - out["aic"].min()
+    return out

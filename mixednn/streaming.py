@@ -1,0 +1,727 @@
+"""Streaming data: chunked CSV files and dask data frames, one design for all partitions.
+
+``MixedLMNTK.from_formula(formula, data=ddf, low_rank=m)`` with a
+``dask.dataframe.DataFrame`` (or ``data=CSVSource("big.csv")``) never loads the
+data whole.  The fit makes three passes over the rows, each a map over
+partitions (chunks) followed by a tree reduction:
+
+1. *levels* (only when the formulas use categorical columns): the levels of every
+   categorical column, so that all partitions share one patsy design info;
+2. *moments and landmark pool*: row counts (and rows dropped as incomplete),
+   means and variances of the network inputs (their standardisation), ``X^T X``
+   (the rank check of the fixed effects) and the landmark candidate pool
+   (rows with the smallest seeded hash keys, see :mod:`mixednn.lowrank`);
+3. *sufficient statistics* ``[Phi, y - f0, X]^T [Phi, y - f0, X]``
+   (:func:`mixednn.lowrank.accumulate_stats`).
+
+With dask, each pass is one task graph (``dask.compute``), so it runs on whatever
+scheduler is active -- a ``dask.distributed`` ``Client`` if the user has one (tests
+use a ``LocalCluster``), the threaded scheduler otherwise.  A CSV is read chunk by
+chunk (``pandas.read_csv(chunksize=...)``) in this process, with a tqdm bar on long
+passes.
+
+Categorical levels
+------------------
+Every partition's design is built by patsy from one design info, whose
+categorical levels are fixed before the first design is built: given by the user
+(``levels={"cut": [...]}``), taken from a dask ``category`` dtype with known
+categories, or collected in the levels pass (sorted as patsy sorts them).  So a
+level *missing* from a partition is no problem: its indicator column is simply
+zero in that partition, and the columns of every partition line up.  A value
+that is *not* among the given levels raises a ``ValueError`` naming the column
+and the value (it is never silently dropped).  Numeric columns wrapped in
+``C(...)`` get their levels from the levels pass as well.
+
+Limitations: stateful patsy transforms (``center()``, ``standardize()``, spline
+bases), whose parameters patsy learns from the whole data in memory, are refused
+-- compute those columns first (e.g. ``ddf.assign(...)``); an offset must be a
+column of the data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import patsy
+from patsy import EvalEnvironment, NAAction
+from patsy.util import SortAnythingKey
+
+from .formula import InputScaling, _capture_env, _columns_mentioned, _ntk_desc, _patsy_message
+from .lowrank import RowChunk, TreeReducer, _show_progress, _smallest, pool_size, row_keys
+
+__all__ = ["CSVSource", "is_streamed", "build_streamed_design", "StreamedDesign",
+           "DaskRowSource", "CSVRowSource"]
+
+
+# ============================================================================ inputs
+
+class CSVSource:
+    """A CSV file read in chunks, never whole: pass it as ``data=`` to ``from_formula``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    chunksize : int
+        Rows per chunk (``pandas.read_csv(chunksize=...)``).
+    **read_csv_kwargs
+        Passed to :func:`pandas.read_csv` (``sep``, ``dtype``, ``usecols``, ...).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, pandas as pd
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+    >>> pd.DataFrame({"y": np.arange(5.0), "x": np.arange(5.0)}).to_csv(path, index=False)
+    >>> src = CSVSource(path, chunksize=2)
+    >>> [len(f) for f in src.frames()]
+    [2, 2, 1]
+    >>> list(src.columns)
+    ['y', 'x']
+    """
+
+    def __init__(self, path: str | os.PathLike, *, chunksize: int = 100_000, **read_csv_kwargs: Any):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"CSV file {path!s} not found")
+        if int(chunksize) != chunksize or chunksize < 1:
+            raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
+        if "chunksize" in read_csv_kwargs or "iterator" in read_csv_kwargs:
+            raise ValueError("pass chunksize= to CSVSource itself")
+        self.path = os.fspath(path)
+        self.chunksize = int(chunksize)
+        self.kwargs = read_csv_kwargs
+
+    @property
+    def columns(self) -> pd.Index:
+        return pd.read_csv(self.path, nrows=0, **self.kwargs).columns
+
+    def head(self, n: int = 100) -> pd.DataFrame:
+        return pd.read_csv(self.path, nrows=n, **self.kwargs)
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """The chunks, in file order (a fresh reader each call)."""
+        with pd.read_csv(self.path, chunksize=self.chunksize, **self.kwargs) as reader:
+            yield from reader
+
+    def __repr__(self) -> str:
+        return f"CSVSource({self.path!r}, chunksize={self.chunksize})"
+
+
+def _is_dask_frame(data: Any) -> bool:
+    mod = type(data).__module__ or ""
+    return mod.startswith("dask") and hasattr(data, "to_delayed") and hasattr(data, "npartitions")
+
+
+def is_streamed(data: Any) -> bool:
+    """Whether ``data`` is read in chunks (a dask data frame or a :class:`CSVSource`)."""
+    return isinstance(data, CSVSource) or _is_dask_frame(data)
+
+
+# ============================================================================ recipe
+
+_INFO_CACHE: dict[str, tuple] = {}
+
+
+@dataclass
+class DesignRecipe:
+    """What a worker needs to build one partition's design (picklable).
+
+    patsy's design infos cannot be pickled, so each process rebuilds them once from
+    a small reference frame whose categorical columns carry the fixed levels (the
+    same infos as the client's: no stateful transforms are allowed).
+    """
+
+    formula: str
+    ntk: str | list[str]
+    offset: str | None
+    levels: dict[str, list]
+    namespace: dict
+    ref_frame: pd.DataFrame
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    # -- design infos ------------------------------------------------------------------
+    def env(self) -> EvalEnvironment:
+        return EvalEnvironment([dict(self.namespace)])
+
+    def infos(self) -> tuple:
+        got = _INFO_CACHE.get(self.token)
+        if got is None:
+            got = self._build_infos()
+            _INFO_CACHE[self.token] = got
+        return got
+
+    def _build_infos(self, env: EvalEnvironment | None = None) -> tuple:
+        frame = self.cast(self.ref_frame)
+        env = self.env() if env is None else env
+        na = NAAction(NA_types=[])
+        try:
+            y_df, X_df = patsy.dmatrices(self.formula, frame, eval_env=env, NA_action=na,
+                                         return_type="dataframe")
+        except patsy.PatsyError as exc:
+            raise ValueError(_patsy_message(exc, self.formula, frame)) from None
+        z_info = None
+        if isinstance(self.ntk, str):
+            try:
+                z_info = patsy.dmatrix(_ntk_desc(self.ntk), frame, eval_env=env, NA_action=na,
+                                       return_type="dataframe").design_info
+            except patsy.PatsyError as exc:
+                raise ValueError(_patsy_message(exc, self.ntk, frame)) from None
+        return y_df.design_info, X_df.design_info, z_info
+
+    # -- partitions ----------------------------------------------------------------------
+    def cast(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Categorical columns with the fixed levels; unknown values raise."""
+        if not self.levels:
+            return frame
+        frame = frame.copy()
+        for col, lev in self.levels.items():
+            if col not in frame.columns:
+                continue
+            vals = frame[col]
+            bad = (vals.notna() & ~vals.isin(lev)).to_numpy()
+            if bad.any():
+                unknown = sorted({str(v) for v in vals[bad].unique()})[:5]
+                raise ValueError(
+                    f"column {col!r} has value(s) {unknown} that are not among its levels "
+                    f"{list(lev)[:10]}{' ...' if len(lev) > 10 else ''}; pass all levels in "
+                    "levels= (or let the first pass collect them)")
+            frame[col] = pd.Categorical(vals.astype(object).where(vals.notna(), None), categories=lev)
+        return frame
+
+    def chunk(self, frame: pd.DataFrame) -> RowChunk:
+        """The complete rows of one partition (``n_dropped``: incomplete rows left out)."""
+        n_in = len(frame)
+        labels = frame.index
+        f = self.cast(frame).reset_index(drop=True)
+        y_info, X_info, z_info = self.infos()
+        p = len(X_info.column_names)
+        if n_in == 0:
+            d = len(z_info.column_names) if z_info is not None else len(self.ntk)
+            return RowChunk(np.empty(0), np.empty((0, p)), np.empty((0, d)), np.empty(0),
+                            labels[:0])
+        na = NAAction(NA_types=["None", "NaN"])
+        env_err = None
+        try:
+            y_df, X_df = patsy.build_design_matrices([y_info, X_info], f, NA_action=na,
+                                                     return_type="dataframe")
+            if z_info is not None:
+                (Z_df,) = patsy.build_design_matrices([z_info], f, NA_action=na,
+                                                      return_type="dataframe")
+            else:
+                bad = [c for c in self.ntk if not (pd.api.types.is_numeric_dtype(f[c])
+                                                    or pd.api.types.is_bool_dtype(f[c]))]
+                if bad:
+                    raise TypeError(f"network input column(s) {bad} are not numeric; pass a "
+                                    f"formula instead, e.g. ntk='~ C({bad[0]}) + ...'")
+                Z_df = f[list(self.ntk)].astype(float)
+                Z_df = Z_df.loc[Z_df.notna().all(axis=1)]
+        except patsy.PatsyError as exc:
+            env_err = exc
+        if env_err is not None:
+            raise ValueError(_patsy_message(env_err, self.formula, f))
+        keep = pd.Index(y_df.index).intersection(Z_df.index, sort=False)
+        off = np.zeros(len(f))
+        if self.offset is not None:
+            off = pd.to_numeric(f[self.offset], errors="coerce").to_numpy(dtype=float)
+            keep = keep.intersection(pd.Index(np.flatnonzero(~np.isnan(off))), sort=False)
+        keep = keep.sort_values()
+        y = y_df.loc[keep].to_numpy(dtype=float).ravel()
+        X = X_df.loc[keep].to_numpy(dtype=float)
+        Z = Z_df.loc[keep].to_numpy(dtype=float)
+        pos = keep.to_numpy()
+        return RowChunk(y, X, Z, off[pos], labels[pos], n_dropped=n_in - len(keep))
+
+
+def _run_part(frame: pd.DataFrame, recipe: DesignRecipe, fn: Callable) -> Any:
+    return fn(recipe.chunk(frame))
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+# ============================================================================ row sources
+
+class CSVRowSource:
+    """Row source over a :class:`CSVSource`: chunks in file order, in this process."""
+
+    def __init__(self, csv: CSVSource, recipe: DesignRecipe, nobs: int = 0):
+        self.csv = csv
+        self.recipe = recipe
+        self.nobs = nobs
+
+    def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable | None = None,
+                   desc: str = "", width: int = 64) -> Any:
+        it: Any = self.csv.frames()
+        if _show_progress(self.nobs):
+            from tqdm.auto import tqdm
+
+            total = -(-self.nobs // self.csv.chunksize) if self.nobs else None
+            it = tqdm(it, total=total, desc=desc or "CSV", unit="chunk", file=sys.stderr)
+        if combine is None:
+            return [_run_part(f, self.recipe, fn) for f in it]
+        red = TreeReducer(combine)
+        for f in it:
+            red.push(_run_part(f, self.recipe, fn))
+        return red.result()
+
+
+class DaskRowSource:
+    """Row source over a dask data frame: one task per partition, tree reduction.
+
+    Computed with ``dask.compute``, i.e. on the active scheduler (a
+    ``dask.distributed`` client when one exists).
+    """
+
+    def __init__(self, ddf: Any, recipe: DesignRecipe, nobs: int = 0):
+        self.ddf = ddf
+        self.recipe = recipe
+        self.nobs = nobs
+
+    def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable | None = None,
+                   desc: str = "", width: int = 64) -> Any:
+        import dask
+
+        parts = self.ddf.to_delayed()
+        rec = dask.delayed(_identity, pure=True)(self.recipe)  # shipped once, not per task
+        fnd = dask.delayed(_identity)(fn)
+        outs = [dask.delayed(_run_part)(p, rec, fnd) for p in parts]
+        if combine is not None:
+            comb = dask.delayed(_identity)(combine)
+            while len(outs) > 1:
+                outs = [dask.delayed(_call2)(comb, outs[i], outs[i + 1]) if i + 1 < len(outs)
+                        else outs[i] for i in range(0, len(outs), 2)]
+            return _compute(outs[0], len(parts))
+        return list(_compute(outs, len(parts)))
+
+
+def _call2(f: Callable, a: Any, b: Any) -> Any:
+    return f(a, b)
+
+
+def _compute(obj: Any, nparts: int) -> Any:
+    import dask
+
+    if not _show_progress(n_parts=nparts):
+        return dask.compute(obj)[0]
+    try:
+        from distributed import default_client, progress
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        fut = client.compute(obj)
+        progress(fut)
+        return client.gather(fut)
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar():
+        return dask.compute(obj)[0]
+
+
+# ============================================================================ design
+
+@dataclass
+class _Scan:
+    """Result of the moments pass (tree-reducible)."""
+
+    n_in: int
+    n: int
+    z_mean: np.ndarray
+    z_m2: np.ndarray
+    y_mean: float
+    y_m2: float
+    xtx: np.ndarray
+    pool_keys: np.ndarray
+    pool_rows: np.ndarray
+    cap: int
+
+    @staticmethod
+    def of(chunk: RowChunk, pool: int, seed: int) -> "_Scan":
+        n = chunk.nrows
+        Z = chunk.Z
+        if n:
+            zm = Z.mean(axis=0)
+            zm2 = ((Z - zm) ** 2).sum(axis=0)
+            ym = float(chunk.y.mean())
+            ym2 = float(((chunk.y - ym) ** 2).sum())
+        else:
+            zm = zm2 = np.zeros(Z.shape[1])
+            ym = ym2 = 0.0
+        keys, rows = (_smallest(row_keys(Z, seed), Z, pool) if pool and n
+                      else (np.empty(0, np.uint64), np.empty((0, Z.shape[1]))))
+        return _Scan(n + chunk.n_dropped, n, zm, zm2, ym, ym2, chunk.X.T @ chunk.X, keys, rows,
+                     pool)
+
+    def __add__(self, o: "_Scan") -> "_Scan":
+        n = self.n + o.n
+        if n == 0:
+            zm, zm2, ym, ym2 = self.z_mean, self.z_m2, 0.0, 0.0
+        else:  # Chan et al. pairwise update of means and sums of squares
+            dz = o.z_mean - self.z_mean
+            zm = self.z_mean + dz * (o.n / n)
+            zm2 = self.z_m2 + o.z_m2 + dz ** 2 * (self.n * o.n / n)
+            dy = o.y_mean - self.y_mean
+            ym = self.y_mean + dy * (o.n / n)
+            ym2 = self.y_m2 + o.y_m2 + dy ** 2 * (self.n * o.n / n)
+        cap = max(self.cap, o.cap)
+        keys, rows = _smallest(np.concatenate([self.pool_keys, o.pool_keys]),
+                               np.vstack([self.pool_rows, o.pool_rows]), cap)
+        return _Scan(self.n_in + o.n_in, n, zm, zm2, ym, ym2, self.xtx + o.xtx, keys, rows, cap)
+
+
+class StreamedDesign:
+    """The model's data when rows stream (dask or CSV): design infos, counts, moments.
+
+    Offers the attributes of :class:`mixednn.formula.DesignData` that the model and
+    its results use.  ``endog``, ``exog``, ``offset``, ``ntk_inputs`` and
+    ``row_labels`` are materialised (one pass, O(n p) memory) only when an in-sample
+    quantity (fitted values, residuals) asks for them; the fit itself never does.
+    """
+
+    streamed = True
+
+    def __init__(self, source: Any, recipe: DesignRecipe, scan: _Scan, *, endog_name: str,
+                 exog_names: list[str], ntk_names: list[str], exog_design_info: Any,
+                 ntk_design_info: Any, ntk_columns: list[str] | None, offset_spec: str | None,
+                 formula: str, ntk_formula: str | None):
+        self.source = source
+        self.recipe = recipe
+        self.nobs = int(scan.n)
+        self.n_input_rows = int(scan.n_in)
+        self.n_dropped = int(scan.n_in - scan.n)
+        self.endog_name = endog_name
+        self.exog_names = exog_names
+        self.ntk_names = ntk_names
+        self.exog_design_info = exog_design_info
+        self.ntk_design_info = ntk_design_info
+        self.ntk_columns = ntk_columns
+        self.offset_spec = offset_spec
+        self.formula = formula
+        self.ntk_formula = ntk_formula
+        self.row_positions = None
+        self.pool = scan.pool_rows
+        self.z_mean = scan.z_mean
+        self.z_var = scan.z_m2 / max(scan.n - 1, 1)
+        self.offset_fn: Callable[[np.ndarray], np.ndarray] | None = None
+        self._scaling: InputScaling | None = None
+        self._cache: dict[str, Any] = {}
+        source.nobs = self.nobs
+
+    def input_scaling(self, scale_inputs: bool) -> InputScaling:
+        """Standardisation from the moments pass (R's ``scale()``: mean, sd with ddof=1)."""
+        d = len(self.ntk_names)
+        if not scale_inputs:
+            self._scaling = InputScaling.identity(d)
+            return self._scaling
+        sd = np.sqrt(self.z_var)
+        constant = [self.ntk_names[j] for j in np.flatnonzero(~(sd > 0))]
+        if constant:
+            raise ValueError(
+                f"network input(s) {constant} are constant on the rows used, so they carry no "
+                "information and cannot be standardised; drop them from `ntk=` "
+                "(or pass scale_inputs=False)")
+        self._scaling = InputScaling(self.z_mean.copy(), sd)
+        return self._scaling
+
+    # -- materialised in-sample data ---------------------------------------------------
+    def _materialise(self, with_z: bool = False) -> dict[str, Any]:
+        if "y" in self._cache and (not with_z or "Z" in self._cache):
+            return self._cache
+        offset_fn, scaling = self.offset_fn, self._scaling
+
+        def part(c: RowChunk) -> tuple:
+            off = c.offset
+            if offset_fn is not None and c.nrows:
+                off = off + np.asarray(offset_fn(scaling.apply(c.Z)), dtype=float)
+            return c.y, c.X, off, (c.Z if with_z else None), c.labels
+
+        parts = self.source.map_chunks(part, desc="in-sample data")
+        self._cache["y"] = np.concatenate([p[0] for p in parts])
+        self._cache["X"] = np.vstack([p[1] for p in parts])
+        self._cache["offset"] = np.concatenate([p[2] for p in parts])
+        labels = [p[4] for p in parts]
+        self._cache["labels"] = labels[0].append(labels[1:]) if len(labels) > 1 else labels[0]
+        if with_z:
+            self._cache["Z"] = np.vstack([p[3] for p in parts])
+        return self._cache
+
+    @property
+    def endog(self) -> np.ndarray:
+        return self._materialise()["y"]
+
+    @property
+    def exog(self) -> np.ndarray:
+        return self._materialise()["X"]
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self._materialise()["offset"]
+
+    @property
+    def ntk_inputs(self) -> np.ndarray:
+        return self._materialise(with_z=True)["Z"]
+
+    @property
+    def row_labels(self) -> pd.Index:
+        return self._materialise()["labels"]
+
+
+def _namespace(env: EvalEnvironment, codes: Sequence[str], columns: Sequence[str]) -> dict:
+    from patsy.eval import ast_names
+
+    names: set[str] = set()
+    for code in codes:
+        try:
+            names.update(ast_names(code))
+        except SyntaxError:  # pragma: no cover - patsy parsed it already
+            pass
+    names -= set(map(str, columns))
+    ns: dict[str, Any] = {"np": np, "numpy": np}
+    for nm in names:
+        try:
+            ns[nm] = env.namespace[nm]
+        except KeyError:
+            pass
+    return ns
+
+
+def _categorical_columns(formula_text: str, dtypes: pd.Series, columns: Sequence[str]) -> list[str]:
+    cols = []
+    frame_like = pd.DataFrame(columns=list(columns))
+    mentioned = set(_columns_mentioned(frame_like, formula_text))
+    wrapped = set(re.findall(r"\bC\(\s*([A-Za-z_][A-Za-z0-9_.]*)", formula_text))
+    for c in columns:
+        if c not in mentioned:
+            continue
+        dt = dtypes[c]
+        if pd.api.types.is_bool_dtype(dt):
+            continue  # patsy knows both levels of a boolean
+        if not pd.api.types.is_numeric_dtype(dt) or c in wrapped:
+            cols.append(c)
+    return cols
+
+
+class _LevelsFn:
+    def __init__(self, cols: list[str]):
+        self.cols = cols
+
+    def __call__(self, frame: pd.DataFrame) -> dict[str, set]:
+        return {c: set(frame[c].dropna().unique().tolist()) for c in self.cols}
+
+
+def _union_levels(a: dict[str, set], b: dict[str, set]) -> dict[str, set]:
+    return {c: a[c] | b[c] for c in a}
+
+
+class _FramePass:
+    """A map over raw partitions (before any design) with a tree reduction."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def run(self, fn: Callable[[pd.DataFrame], Any], combine: Callable, desc: str) -> Any:
+        if _is_dask_frame(self.data):
+            import dask
+
+            parts = self.data.to_delayed()
+            fnd = dask.delayed(_identity)(fn)
+            outs = [dask.delayed(_call1)(fnd, p) for p in parts]
+            comb = dask.delayed(_identity)(combine)
+            while len(outs) > 1:
+                outs = [dask.delayed(_call2)(comb, outs[i], outs[i + 1]) if i + 1 < len(outs)
+                        else outs[i] for i in range(0, len(outs), 2)]
+            return _compute(outs[0], len(parts))
+        red = TreeReducer(combine)
+        for f in self.data.frames():
+            red.push(fn(f))
+        return red.result()
+
+
+def _call1(f: Callable, a: Any) -> Any:
+    return f(a)
+
+
+def _sorted_levels(values: Any) -> list:
+    vals = [v for v in pd.unique(pd.Series(values)) if not (v is None or (isinstance(v, float) and np.isnan(v)))]
+    return sorted(vals, key=SortAnythingKey)
+
+
+def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] | None,
+                          offset: Any = None, missing: str = "drop", eval_env: int = 0,
+                          levels: dict | None = None, low_rank: Any = None,
+                          landmarks: str = "kmeans++", seed: int = 0) -> StreamedDesign:
+    """First passes over streamed data: fixed design infos, counts, moments, landmark pool.
+
+    Parameters
+    ----------
+    formula, ntk, missing, eval_env
+        As for :func:`mixednn.formula.build_from_formula`.
+    data : dask.dataframe.DataFrame or CSVSource
+    offset : str, optional
+        Offset column.
+    levels : dict, optional
+        Categorical levels per column; columns not given are collected in a first pass.
+    low_rank, landmarks, seed
+        The model's options: the landmark pool (rows with the smallest seeded hash
+        keys) is collected in the moments pass.
+
+    Returns
+    -------
+    StreamedDesign
+    """
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ValueError(f"formula must be a two-sided patsy formula like 'y ~ x1 + x2', got {formula!r}")
+    if ntk is None:
+        raise ValueError("streamed data need network inputs: pass ntk='~ x1 + x2' or a column list")
+    if offset is not None and not isinstance(offset, str):
+        raise ValueError("with streamed data the offset must be a column name (an array cannot "
+                         "be aligned with the partitions)")
+    if levels is not None and not isinstance(levels, dict):
+        raise TypeError("levels must be a dict {column: [levels...]}")
+    env = _capture_env(eval_env + 1)
+    dask_frame = _is_dask_frame(data)
+    if dask_frame:
+        columns = list(data.columns)
+        dtypes = data.dtypes
+    else:
+        head = data.head(1000)
+        columns = list(head.columns)
+        dtypes = head.dtypes
+    ntk_cols = None
+    if isinstance(ntk, str):
+        ntk_text = ntk
+    else:
+        ntk_cols = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
+        if not ntk_cols:
+            raise ValueError("ntk= is an empty list; name at least one network input")
+        miss = [c for c in ntk_cols if c not in columns]
+        if miss:
+            raise KeyError(f"network input column(s) {miss} not found in data; available: {columns}")
+        ntk_text = " ".join(map(str, ntk_cols))
+    if offset is not None and offset not in columns:
+        raise KeyError(f"offset column {offset!r} not found in data")
+    # --- pass 1: categorical levels
+    cat_cols = _categorical_columns(formula + " " + ntk_text, dtypes, columns)
+    lev: dict[str, list] = {}
+    for c, v in (levels or {}).items():
+        if c not in columns:
+            raise KeyError(f"levels= names column {c!r}, which is not in the data")
+        lev[c] = list(v)
+    todo = []
+    for c in cat_cols:
+        if c in lev:
+            continue
+        dt = dtypes[c]
+        if isinstance(dt, pd.CategoricalDtype) and dt.categories is not None and \
+                getattr(getattr(data[c], "cat", None), "known", True):
+            lev[c] = list(dt.categories)
+        else:
+            todo.append(c)
+    if todo:  # one pass: per-partition sets of values, united by a tree reduction
+        found = _FramePass(data).run(_LevelsFn(todo), _union_levels, "levels")
+        for c in todo:
+            lev[c] = _sorted_levels(np.asarray(list(found[c]), dtype=object))
+    # --- design infos from a reference frame with the fixed levels
+    if dask_frame:
+        ref = data.head(50, npartitions=-1)
+    else:
+        ref = data.head(50)
+    if len(ref) == 0:
+        raise ValueError("the data have no rows")
+    recipe = DesignRecipe(formula, ntk if isinstance(ntk, str) else ntk_cols, offset, lev, {}, ref)
+    # the names the formulas use, found with the caller's full environment
+    y_info, X_info, z_info = recipe._build_infos(env)
+    codes = [f.code for info in (y_info, X_info, z_info) if info is not None
+             for f in info.factor_infos]
+    for info in (y_info, X_info, z_info):
+        if info is None:
+            continue
+        for f, fi in info.factor_infos.items():
+            if fi.state.get("transforms"):
+                raise ValueError(
+                    f"the formula term {f.code!r} uses a stateful transform (center, standardize, "
+                    "splines...), whose parameters patsy learns from all rows in memory; with "
+                    "streamed data compute that column first (e.g. ddf.assign(...))")
+    recipe.namespace = _namespace(env, codes, columns)
+    y_info, X_info, z_info = recipe.infos()
+    if len(y_info.column_names) != 1:
+        raise ValueError(f"the response of {formula!r} expands to {len(y_info.column_names)} "
+                         f"columns ({y_info.column_names}); it must be a single numeric variable")
+    source = DaskRowSource(data, recipe) if dask_frame else CSVRowSource(data, recipe)
+    # --- pass 2: counts, moments, X^T X, landmark pool
+    pool = 0
+    if low_rank is not None and not isinstance(low_rank, str) and isinstance(low_rank, (int, np.integer)):
+        pool = pool_size(int(low_rank), landmarks, 2**62)
+    scan_fn = _ScanFn(pool, int(seed))
+    scan = source.map_chunks(scan_fn, combine=_Scan.__add__, desc="first pass")
+    if not isinstance(scan, _Scan):  # pragma: no cover
+        raise RuntimeError("internal error in the first pass")
+    ntk_names = list(z_info.column_names) if z_info is not None else [str(c) for c in ntk_cols]
+    exog_names = list(X_info.column_names)
+    endog_name = str(y_info.column_names[0])
+    n, p = scan.n, len(exog_names)
+    n_dropped = scan.n_in - scan.n
+    if n_dropped and missing == "raise":
+        raise ValueError(f"{n_dropped} row(s) have missing values; use missing='drop' to fit on "
+                         "the complete rows")
+    if n == 0:
+        raise ValueError("no complete rows remain after dropping missing values")
+    _check_gram_fixed_effects(scan.xtx, exog_names)
+    if n <= p + 1:
+        raise ValueError(f"{n} observation(s) for {p} fixed effect(s) plus the residual variance: "
+                         f"need n > p + 1 (at least {p + 2} complete rows)")
+    if not scan.y_m2 > 0:
+        raise ValueError(f"the response {endog_name!r} is constant; there is nothing to model")
+    return StreamedDesign(source, recipe, scan, endog_name=endog_name, exog_names=exog_names,
+                          ntk_names=ntk_names, exog_design_info=X_info, ntk_design_info=z_info,
+                          ntk_columns=ntk_cols, offset_spec=offset, formula=formula,
+                          ntk_formula=ntk if isinstance(ntk, str) else None)
+
+
+class _ScanFn:
+    """Picklable per-chunk function of the moments pass."""
+
+    def __init__(self, pool: int, seed: int):
+        self.pool, self.seed = pool, seed
+
+    def __call__(self, chunk: RowChunk) -> _Scan:
+        return _Scan.of(chunk, self.pool, self.seed)
+
+
+def _check_gram_fixed_effects(G: np.ndarray, names: Sequence[str]) -> None:
+    """:func:`mixednn.formula.check_fixed_effects` from ``X^T X`` (greedy, in design order)."""
+    p = G.shape[0]
+    if p == 0:
+        return
+    zero = [names[j] for j in range(p) if not G[j, j] > 0]
+    if zero:
+        raise ValueError(
+            f"fixed-effects column(s) {zero} are all zero on the rows used (often a categorical "
+            "level absent from the data); drop or merge that level, or remove the term")
+    kept: list[int] = []
+    aliased = []
+    for j in range(p):
+        r2 = G[j, j]
+        if kept:
+            Gk = G[np.ix_(kept, kept)]
+            g = G[kept, j]
+            r2 = G[j, j] - g @ np.linalg.solve(Gk, g)
+        if r2 <= 1e-10 * G[j, j]:
+            aliased.append(names[j])
+        else:
+            kept.append(j)
+    if aliased:
+        raise ValueError(
+            f"the fixed-effects design is rank deficient (rank {len(kept)} < {p} columns): "
+            f"column(s) {aliased} are linear combinations of the earlier columns; remove those "
+            "terms or merge categorical levels")

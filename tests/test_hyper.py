@@ -1,0 +1,148 @@
+"""Kernel hyperparameters by likelihood: torch kernel = analytic kernel, gradients = finite
+differences, and the optimiser / comparison table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mixednn as mn
+from mixednn.hyper import (ScaledInputsMLP, compare_kernels, ntk_torch, optimize_kernel,
+                           profiled_loglike, profiled_loglike_and_grad, reml_gradient_matrix,
+                           with_network)
+from mixednn.spectral import SpectralProfile
+
+from .conftest import rbf
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def hp_data():
+    rng = np.random.default_rng(3)
+    n = 45
+    Z = rng.normal(size=(n, 3))
+    Z[5] = Z[2]  # a duplicated input row (correlation exactly 1 off the diagonal)
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [0.5, 1.0] + np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=n)
+    return {"Z": Z, "X": X, "y": y, "n": n}
+
+
+@pytest.mark.parametrize("act", ["relu", "erf", "identity", "abs"])
+@pytest.mark.parametrize("bias", [0.0, 0.4])
+def test_torch_ntk_equals_analytic_kernel(hp_data, act, bias):
+    Z = hp_data["Z"]
+    net = mn.MLP(depth=3, activation=act, weight_std=1.2, bias_std=bias)
+    K = net.ntk(Z)
+    Kt = ntk_torch(torch.as_tensor(Z), None, net).numpy()
+    assert np.allclose(Kt, K, rtol=1e-11, atol=1e-12)
+    # a block of rows against all of them (the blocked gradient path)
+    Kb = ntk_torch(torch.as_tensor(Z[10:20]), torch.as_tensor(Z), net, diag_offset=10).numpy()
+    assert np.allclose(Kb, K[10:20], rtol=1e-11, atol=1e-12)
+    s = np.array([0.5, 2.0, 1.3])
+    Ks = ntk_torch(torch.as_tensor(Z), None, net, torch.as_tensor(s)).numpy()
+    assert np.allclose(Ks, net.ntk(Z * s), rtol=1e-11, atol=1e-12)
+
+
+def test_gradient_matrix_is_the_derivative_along_any_kernel_direction(hp_data):
+    """d l(K + h D)/dh at h = 0 equals <D, B> for an arbitrary symmetric direction D."""
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    K = rbf(Z, Z, 1.5)
+    rng = np.random.default_rng(0)
+    D = rbf(Z, Z, 0.7) * rng.uniform(0.5, 1.5)  # a PSD direction keeps K + hD PSD
+    for reml in (True, False):
+        def llf(h):
+            lam, U = np.linalg.eigh(K + h * D)
+            Yr = U.T @ np.column_stack([y, X])
+            prof = SpectralProfile(np.maximum(lam, 0), Yr[:, 0], Yr[:, 1:], np.trace(K + h * D),
+                                   len(y))
+            return prof, U, prof.maximize(reml)
+
+        prof, U, est = llf(0.0)
+        assert est.t > 0
+        B = reml_gradient_matrix(prof, U, est.t, reml)
+        h = 1e-6
+        fd = (llf(h)[2].llf - llf(-h)[2].llf) / (2 * h)
+        assert np.sum(D * B) == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.mark.parametrize("act", ["relu", "erf"])
+def test_hyperparameter_gradient_equals_finite_differences(hp_data, act):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    net = mn.MLP(depth=2, activation=act)
+    ls = np.log([1.3, 0.8, 0.6])
+    lb = np.log(0.3)
+    for reml in (True, False):
+        ev = profiled_loglike_and_grad(Z, y, X, net, ls, lb, reml)
+        h = 1e-4  # smaller h meets the rounding of arccos at the duplicated row
+        fd = []
+        for j in range(4):
+            e = np.zeros(4)
+            e[j] = h
+            up = profiled_loglike_and_grad(Z, y, X, net, ls + e[:3], lb + e[3], reml, False).llf
+            dn = profiled_loglike_and_grad(Z, y, X, net, ls - e[:3], lb - e[3], reml, False).llf
+            fd.append((up - dn) / (2 * h))
+        assert np.allclose(ev.grad, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_optimize_kernel_finds_the_relevant_input_and_reports_cost():
+    rng = np.random.default_rng(0)
+    n = 80
+    Z = rng.normal(size=(n, 3))
+    X = np.ones((n, 1))
+    y = np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=n)  # only input 1 matters
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2, bias_std=0.5))
+    opt = optimize_kernel(m, input_scales="ard", bias_std=True, maxiter=30)
+    assert opt.bias_std == 0.5 and opt.table["n_params"].iloc[0] == 3  # homogeneous: ratios
+    assert opt.llf > opt.llf_start + 5.0
+    assert opt.scales.index.tolist() == ["z1", "z2", "z3"]
+    assert opt.scales.iloc[0] > 5 * opt.scales.iloc[1:].max()
+    assert opt.cost["evaluations"] >= 2 and opt.cost["rows"] == n
+    assert set(opt.cost) >= {"kernel", "decomposition", "search", "gradient", "seconds"}
+    res = opt.fit()
+    assert res.llf == pytest.approx(opt.llf, rel=1e-8)  # all rows used: same likelihood
+    # the chosen kernel predicts through its own cross-kernel
+    Zn = np.random.default_rng(2).normal(size=(3, 3))
+    Xn = np.ones((3, 1))
+    Kx = opt.network.ntk(m.input_scaling.apply(Zn), m.scaled_inputs)
+    assert np.allclose(res.predict(exog=Xn, ntk_inputs=Zn), res.predict(exog=Xn, kernel=Kx))
+    assert "ARD" in res.summary().as_text()
+
+
+def test_optimize_bias_depth_and_subsample(hp_data):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=1))
+    opt = optimize_kernel(m, input_scales=None, bias_std=True, depths=[1, 2], subsample=35,
+                          maxiter=10)
+    assert list(opt.table.index) == [1, 2] and opt.cost["rows"] == 35
+    assert opt.depth == int(opt.table["llf"].idxmax()) and opt.bias_std > 0
+    assert opt.scales is None and opt.model.nobs == hp_data["n"]
+    assert np.all(opt.table["llf"] >= opt.table["llf_start"] - 1e-9)
+
+
+def test_compare_kernels_table(hp_data):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2))
+    tab = compare_kernels(m, depths=(1, 2), activations=("relu", "erf"))
+    assert len(tab) == 4 and tab["delta_aic"].min() == 0 and np.all(np.diff(tab["aic"]) >= 0)
+    row = tab[(tab.depth == 2) & (tab.activation == "relu")].iloc[0]
+    assert row["llf"] == pytest.approx(m.fit().llf, rel=1e-10)
+    assert row["llf_ml"] == pytest.approx(m.fit(reml=False).llf, rel=1e-10)
+    assert profiled_loglike(m.scaled_inputs, y, X, mn.MLP(depth=2)) == pytest.approx(row["llf"])
+
+
+def test_hyper_bad_input(hp_data):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    with pytest.raises(NotImplementedError, match="differentiable"):
+        optimize_kernel(mn.MixedLMNTK(y, X, Z, network=mn.MLP(activation="tanh")))
+    with pytest.raises(ValueError, match="analytic network"):
+        optimize_kernel(mn.MixedLMNTK(y, X, kernel=rbf(Z, Z)))
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2))
+    with pytest.raises(ValueError, match="input_scales"):
+        optimize_kernel(m, input_scales="per-row")
+    with pytest.raises(ValueError, match="subsample"):
+        optimize_kernel(m, subsample=2)
+    with pytest.raises(ValueError, match="non-negative"):
+        ScaledInputsMLP(mn.MLP(), [1.0, -1.0])
+    with pytest.raises(TypeError, match="analytic MLP"):
+        with_network(m, "relu")

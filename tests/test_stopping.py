@@ -1,0 +1,247 @@
+"""Alternative rules for t (GCV, Cp, LOO, K-fold) against dense brute-force versions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import mixednn as mn
+from mixednn.spectral import LowRankBasis, SpectralProfile
+from mixednn.stopping import (GCV, Cp, KFold, LeaveOneOut, SmootherData, choose_time,
+                              compare_rules, diagnose, hat_matrix)
+
+from .conftest import RandomFeatureKernel, rbf
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(7)
+    n = 40
+    Z = rng.normal(size=(n, 2))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, -0.5] + np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=n)
+    K = rbf(Z, Z, 1.0) / 4  # lam_max ~ 4.4: exp(tK) stays invertible for the dense refits
+    model = mn.MixedLMNTK(y, X, kernel=K)
+    return {"y": y, "X": X, "K": K, "n": n, "model": model}
+
+
+def dense_hat(y, X, K, t):
+    """H_t from scipy.linalg.expm and explicit solves."""
+    n = y.shape[0]
+    E = scipy.linalg.expm(-t * K)
+    if X.shape[1]:
+        A = X.T @ E @ X
+        M = E - E @ X @ np.linalg.solve(A, X.T @ E)
+    else:
+        M = E
+    return np.eye(n) - M
+
+
+def refit_predict(y, X, V, train, test):
+    """Explicit refit on the training rows at fixed t: GLS beta, then the BLUP at the test rows."""
+    Vi = np.linalg.inv(V[np.ix_(train, train)])
+    if X.shape[1]:
+        beta = np.linalg.solve(X[train].T @ Vi @ X[train], X[train].T @ Vi @ y[train])
+    else:
+        beta = np.empty(0)
+    r = y[train] - X[train] @ beta
+    return X[test] @ beta + V[np.ix_(test, train)] @ Vi @ r
+
+
+def test_hat_matrix_equals_dense_gls_plus_network_smoother(small):
+    m, y, X, K = small["model"], small["y"], small["X"], small["K"]
+    t = 0.8
+    H = dense_hat(y, X, K, t)
+    # the fitted values: GLS fixed effects plus the network smoother on the residual target
+    E = scipy.linalg.expm(-t * K)
+    beta = np.linalg.solve(X.T @ E @ X, X.T @ E @ y)
+    fitted = X @ beta + (np.eye(len(y)) - E) @ (y - X @ beta)
+    assert np.allclose(H @ y, fitted, atol=1e-12)
+    assert np.allclose(hat_matrix(m, t), H, atol=1e-12)
+    # at the REML time the hat matrix reproduces the results' fitted values
+    res = m.fit()
+    assert np.allclose(hat_matrix(m, res.t) @ y, res.fittedvalues.to_numpy(), atol=1e-10)
+    # without fixed effects H_t is the network smoother I - exp(-tK)
+    m0 = mn.MixedLMNTK(y, None, kernel=K)
+    assert np.allclose(hat_matrix(m0, t), np.eye(len(y)) - E, atol=1e-12)
+
+
+def test_gcv_and_cp_equal_dense_formulas(small):
+    m, y, X, K, n = small["model"], small["y"], small["X"], small["K"], small["n"]
+    data = SmootherData.from_model(m)
+    for t in (0.0, 0.05, 0.8, 7.0):
+        H = dense_hat(y, X, K, t)
+        e = y - H @ y
+        trM = n - np.trace(H)
+        assert GCV(data).value(t) == pytest.approx(n * e @ e / trM ** 2, rel=1e-10)
+        assert data.trace_hat(t) == pytest.approx(np.trace(H), rel=1e-10)
+        cp = Cp(data, 0.09).value(t)
+        assert cp == pytest.approx(e @ e / n + 2 * 0.09 * np.trace(H) / n - 0.09, rel=1e-10)
+
+
+def test_leave_one_out_equals_explicit_refits(small):
+    m, y, X, K, n = small["model"], small["y"], small["X"], small["K"], small["n"]
+    data = SmootherData.from_model(m)
+    for t in (0.3, 2.5):
+        V = scipy.linalg.expm(t * K)
+        brute = np.array([y[i] - refit_predict(y, X, V, np.delete(np.arange(n), i), [i])[0]
+                          for i in range(n)])
+        loo = LeaveOneOut(data)
+        assert np.allclose(loo.residuals(t), brute, rtol=1e-8, atol=1e-10)
+        assert loo.value(t) == pytest.approx(np.mean(brute ** 2), rel=1e-8)
+
+
+def test_leave_one_out_without_fixed_effects(small):
+    y, K, n = small["y"], small["K"], small["n"]
+    m0 = mn.MixedLMNTK(y, None, kernel=K)
+    t = 1.1
+    V = scipy.linalg.expm(t * K)
+    X0 = np.empty((n, 0))
+    brute = np.array([y[i] - refit_predict(y, X0, V, np.delete(np.arange(n), i), [i])[0]
+                      for i in range(n)])
+    assert np.allclose(LeaveOneOut(SmootherData.from_model(m0)).residuals(t), brute, rtol=1e-8)
+
+
+def test_kfold_equals_explicit_refits(small):
+    m, y, X, K, n = small["model"], small["y"], small["X"], small["K"], small["n"]
+    kf = KFold(SmootherData.from_model(m), folds=4, seed=3)
+    assert sorted(np.concatenate(kf.folds).tolist()) == list(range(n))
+    t = 0.9
+    V = scipy.linalg.expm(t * K)
+    brute = np.empty(n)
+    for F in kf.folds:
+        train = np.setdiff1d(np.arange(n), F)
+        brute[F] = y[F] - refit_predict(y, X, V, train, F)
+    assert np.allclose(kf.residuals(t), brute, rtol=1e-8, atol=1e-10)
+    # explicit folds give the same answer
+    kf2 = KFold(SmootherData.from_model(m), folds=kf.folds)
+    assert kf2.value(t) == pytest.approx(kf.value(t), rel=1e-12)
+
+
+def test_low_rank_basis_criteria_equal_dense(small):
+    """K = Phi Phi^T with m < n: weight 1 outside the features (rest_gram path)."""
+    rng = np.random.default_rng(2)
+    n, m_feat = 30, 8
+    Z = rng.normal(size=(n, 2))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [0.5, 1.0] + np.cos(Z[:, 0]) + 0.2 * rng.normal(size=n)
+    Phi = RandomFeatureKernel(2, m_feat, seed=1).features(Z) / np.sqrt(m_feat)
+    K = Phi @ Phi.T
+    b = LowRankBasis.from_features(Phi)
+    Y = np.column_stack([y, X])
+    Yr = b.rotate(Y)
+    rest = b.rest_gram(Y)[np.ix_([1, 2, 0], [1, 2, 0])]
+    prof = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace, n, rest_gram=rest)
+    data = SmootherData(prof, n, "identity", b.eigenvectors, y, X)
+    t = 0.8
+    H = dense_hat(y, X, K, t)
+    e = y - H @ y
+    assert GCV(data).value(t) == pytest.approx(n * e @ e / (n - np.trace(H)) ** 2, rel=1e-9)
+    V = scipy.linalg.expm(t * K)
+    brute = np.array([y[i] - refit_predict(y, X, V, np.delete(np.arange(n), i), [i])[0]
+                      for i in range(n)])
+    assert np.allclose(LeaveOneOut(data).residuals(t), brute, rtol=1e-7, atol=1e-9)
+    kf = KFold(data, folds=3, seed=0)
+    bk = np.empty(n)
+    for F in kf.folds:
+        bk[F] = y[F] - refit_predict(y, X, V, np.setdiff1d(np.arange(n), F), F)
+    assert np.allclose(kf.residuals(t), bk, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("rule", ["gcv", "cp", "loo", "kfold"])
+def test_each_rule_minimises_its_dense_criterion(small, rule):
+    m, y, X, K, n = small["model"], small["y"], small["X"], small["K"], small["n"]
+    data = SmootherData.from_model(m)
+    est = choose_time(data, rule, folds=5, seed=1) if rule == "kfold" else choose_time(data, rule)
+    assert est.criterion == rule and not est.boundary and est.t > 0
+    crit = {"gcv": GCV(data), "loo": LeaveOneOut(data), "kfold": KFold(data, folds=5, seed=1)}
+    if rule == "cp":
+        g = choose_time(data, "gcv").t
+        pr = data.parts(g)
+        crit["cp"] = Cp(data, pr["e2"] / pr["trM"])
+    c = crit[rule]
+    grid = np.exp(np.linspace(np.log(est.t) - 2, np.log(est.t) + 2, 41))
+    assert est.value <= min(c.value(t) for t in grid) + 1e-12
+    assert est.value == pytest.approx(c.value(est.t))
+    # and against the dense criterion at the chosen t
+    H = dense_hat(y, X, K, est.t)
+    if rule == "gcv":
+        e = y - H @ y
+        assert est.value == pytest.approx(n * e @ e / (n - np.trace(H)) ** 2, rel=1e-9)
+
+
+def test_fit_with_rule_records_rule_and_reml_time(small):
+    m = small["model"]
+    plain = m.fit()
+    assert plain.t_method == "reml" and plain.t_reml == plain.t
+    same = m.fit(t_method="reml")
+    assert same.t == plain.t and same.llf == plain.llf
+    res = m.fit(t_method="gcv")
+    assert res.t_method == "gcv"
+    assert res.t_reml == pytest.approx(plain.t, rel=1e-12)
+    assert res.t != pytest.approx(plain.t, rel=1e-3)
+    # beta and s2 are the REML estimates at the chosen t
+    pt = m.profile.point(res.t, True)
+    assert np.allclose(res.params.to_numpy(), pt.beta) and res.scale == pytest.approx(pt.scale)
+    assert np.isnan(res.t_se) and all(np.isnan(res.t_conf_int()))
+    text = str(res.summary())
+    assert "t chosen by: GCV" in text and "REML would choose" in text
+    assert "t by REML (compare)" in text
+    ml = m.fit(reml=False)
+    assert ml.t_method == "ml" and ml.t == pytest.approx(m.profile.maximize(False).t)
+    ml_t = m.fit(reml=True, t_method="ml")
+    assert ml_t.t == pytest.approx(ml.t) and ml_t.method == "REML" and np.isfinite(ml_t.t_se)
+
+
+def test_compare_rules_table(small):
+    tab = compare_rules(small["model"], rules=("reml", "gcv", "loo"))
+    assert list(tab.index) == ["reml", "gcv", "loo"]
+    assert tab.loc["reml", "t_over_reml"] == pytest.approx(1.0)
+    assert np.all(tab["df"] > small["X"].shape[1])
+
+
+def test_bad_rule_inputs_raise_clear_errors(small):
+    m = small["model"]
+    with pytest.raises(ValueError, match="t_method must be one of"):
+        m.fit(t_method="aic")
+    with pytest.raises(TypeError, match="unknown option"):
+        m.fit(t_method="gcv", t_options={"fold": 3})
+    data = SmootherData.from_model(m)
+    with pytest.raises(ValueError, match="positive noise variance"):
+        Cp(data, -1.0)
+    with pytest.raises(ValueError, match="folds must be between"):
+        KFold(data, folds=1)
+    with pytest.raises(ValueError, match="disjoint"):
+        KFold(data, folds=[np.arange(10), np.arange(5, 40)])
+    with pytest.raises(ValueError, match="sigma2 must be"):
+        m.fit(t_method="cp", t_options={"sigma2": "mle"})
+    # Cp with a known noise variance
+    res = m.fit(t_method="cp", t_options={"sigma2": 0.09})
+    assert res.t > 0
+
+
+def test_diagnostic_quiet_when_the_model_holds_and_flags_disagreement():
+    rng = np.random.default_rng(11)
+    n = 150
+    Z = rng.normal(size=(n, 2))
+    K = mn.MLP(depth=2).ntk(Z)
+    lam, U = np.linalg.eigh(K)
+    t_true = 2.0
+    # draw y from the model itself: Var(y) = s2 exp(tK)
+    y = 1.0 + U @ (np.sqrt(0.25 * np.exp(t_true * np.maximum(lam, 0))) * rng.normal(size=n))
+    m = mn.MixedLMNTK(y, np.ones((n, 1)), kernel=K)
+    diag = diagnose(m)
+    assert not diag.flagged and diag.message is None
+    assert diag.ratio < 3
+    # the same inputs with a step function plus noise: REML and GCV part ways
+    y2 = np.where(Z[:, 0] > 0, 1.0, -1.0) * 2 + np.where(Z[:, 1] > 0.5, 1.0, 0.0) \
+        + 0.1 * rng.normal(size=n)
+    d2 = diagnose(mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K))
+    assert d2.flagged and "Stopping diagnostic" in d2.message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = str(mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K).fit().summary())
+    assert "Stopping diagnostic" in text
