@@ -45,6 +45,7 @@ from scipy.optimize import minimize_scalar
 import mixednn as mn
 from mixednn.freemodes import FreeModesResults
 from mixednn.results import _phi
+from mixednn.stopping import diagnose
 
 RULES = ("reml", "ml", "gcv", "cp", "loo", "kfold", "free_gcv", "free_loo", "free_bic")
 #: With --ard: the kernel's per-input scales and bias_std chosen by REML (mixednn.hyper,
@@ -315,6 +316,7 @@ def run_setting(s: Setting, rules: tuple[str, ...], torch_seeds: int,
     ho = HeldOut(model, s)
     t_or, mse_or = ho.oracle()
     t_setup = time.perf_counter() - t0
+    flagged = bool(diagnose(model).flagged)  # the summary's stopping diagnostic
     rows = []
     for rule in rules:
         if rule == "kfold" and len(s.y) > KFOLD_MAX_N:
@@ -331,7 +333,8 @@ def run_setting(s: Setting, rules: tuple[str, ...], torch_seeds: int,
         rows.append({"setting": s.name, "group": s.group, "n": len(s.y), "rule": rule,
                      "t": res.t, "t_oracle": t_or, "t_ratio": res.t / t_or if t_or > 0 else np.nan,
                      "mse": mse, "mse_oracle": mse_or, "mse_ratio": mse / mse_or,
-                     "k": getattr(res, "free_modes", 0), "seconds": secs, "setup_s": t_setup})
+                     "k": getattr(res, "free_modes", 0), "seconds": secs, "setup_s": t_setup,
+                     "flagged": flagged})
     if ard:
         rows.extend(run_ard(model, s, ho, mse_or, t_or))
     for j in range(torch_seeds):
@@ -464,6 +467,13 @@ def main() -> None:
     by_group = by_group[[r for r in (*RULES, *ARD_RULES, "torch_es") if r in by_group.columns]]
     print("\n== Median MSE ratio by group")
     print(by_group.to_string(float_format=lambda v: f"{v:.3f}"))
+    rm = df[df.rule == "reml"].dropna(subset=["mse_ratio"])
+    if len(rm) and "flagged" in rm:
+        bad = rm[rm.mse_ratio > 1.05]
+        good = rm[rm.mse_ratio <= 1.05]
+        print(f"\nstopping diagnostic: flags {int(bad.flagged.sum())} of {len(bad)} settings where "
+              f"REML is > 5% above the oracle, and {int(good.flagged.sum())} of {len(good)} where "
+              "it is within 5%")
     for rule in [r for r in ("reml", "gcv", "free_gcv", "ard_free_gcv") if r in summ.index]:
         med, worst = summ.loc[rule, "median"], summ.loc[rule, "worst"]
         bike = df[(df.group == "bikeshare") & (df.rule == rule)]["mse_ratio"]

@@ -187,6 +187,23 @@ def _clip_spectrum(lam: np.ndarray, check: bool, what: str) -> np.ndarray:
     return np.maximum(lam, 0.0)
 
 
+def _compact_reflectors(c: np.ndarray) -> np.ndarray:
+    """``c[1:, :-1]`` as an F-contiguous array stored in ``c``'s own buffer.
+
+    Column j of the block moves from offset ``j n + 1`` to ``j (n - 1)``, never to a
+    higher address, so a forward pass of (overlap-safe) slice copies compacts it in
+    place: the reflectors then cost no second n x n matrix.
+    """
+    n = c.shape[0]
+    if n < 2:
+        return np.zeros((0, 0), order="F")
+    flat = c.reshape(-1, order="F")  # a view: c is F-contiguous
+    m = n - 1
+    for j in range(m):
+        flat[j * m:(j + 1) * m] = flat[j * n + 1:j * n + n]
+    return flat[: m * m].reshape((m, m), order="F")
+
+
 def decompose(K: np.ndarray, *, method: str = "auto", check_psd: bool = True,
               overwrite: bool = False, what: str = "the kernel") -> EigenBasis:
     """Decompose a symmetric PSD kernel matrix.
@@ -224,7 +241,7 @@ def decompose(K: np.ndarray, *, method: str = "auto", check_psd: bool = True,
     c, d, e, tau, info = sytrd(A, lower=1, lwork=lwork, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"LAPACK sytrd failed (info={info})")
-    reflectors = np.array(c[1:, :-1], order="F")
+    reflectors = _compact_reflectors(c)
     del c, A
     lam, V = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stevd", check_finite=False)
     return TridiagonalBasis(reflectors, tau, _clip_spectrum(lam, check_psd, what), V, trace)

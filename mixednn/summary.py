@@ -132,12 +132,19 @@ def _stopping_line(res: "MixedLMNTKResults") -> str | None:
     return diag.message
 
 
+SUMMARY_EXACT_MAX_N = 20_000
+
+
 def _score_line(res: "MixedLMNTKResults") -> str | None:
     fn = getattr(res, "score_test", None)
     if fn is None:
         return None
+    # Imhof's integral costs O(n p^2) per evaluation over all n eigenvalues; past
+    # SUMMARY_EXACT_MAX_N rows the summary line uses the saddlepoint approximation
+    # (its .method says so) and res.score_test() stays available for the exact value.
+    method = "exact" if res.nobs <= SUMMARY_EXACT_MAX_N else "saddlepoint"
     try:
-        test = fn()
+        test = fn(method=method)
     except NotImplementedError:
         return None
     if not getattr(test, "valid", True):

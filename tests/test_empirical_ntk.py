@@ -230,36 +230,55 @@ def _rss_tools():
     return reset, lambda: read("VmRSS"), lambda: read("VmHWM")
 
 
+_MEMORY_PROBE = r"""
+import gc, ctypes, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from tests.test_empirical_ntk import _rss_tools
+from mixednn.kernels.empirical import empirical_ntk
+reset, rss, hwm = _rss_tools()
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(10, 96), torch.nn.Tanh(),
+                          torch.nn.Linear(96, 96), torch.nn.Tanh(), torch.nn.Linear(96, 1))
+Z = np.random.default_rng(0).normal(size=(1000, 10))
+limit = int(sys.argv[2])
+empirical_ntk(net, Z[:8], method="jacobian", max_memory=limit)  # warm-up allocations
+gc.collect()
+try:  # hand freed heap memory back, so that its reuse shows up as growth
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+except (OSError, AttributeError):
+    pass
+reset()
+base = rss()
+K = empirical_ntk(net, Z, method="jacobian", max_memory=limit)
+print(hwm() - base - K.nbytes)
+"""
+
+
 def test_memory_limit_respected():
     """Peak resident memory of a build stays under max_memory although the full
     Jacobian (n x P) is ten times larger (Linux: peak RSS reset via clear_refs).  The
-    limit is large enough (8 MB) that allocator noise (~1 MB) cannot decide the test."""
-    tools = _rss_tools()
-    if tools is None:
+    measurement runs in a fresh interpreter, so the heap left by earlier tests cannot
+    decide it; the limit (8 MB) is well above allocator noise (~1 MB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if _rss_tools() is None:
         pytest.skip("needs Linux /proc/self/clear_refs")
-    reset, rss, hwm = tools
-    torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(10, 96), torch.nn.Tanh(),
                               torch.nn.Linear(96, 96), torch.nn.Tanh(), torch.nn.Linear(96, 1))
     P = sum(p.numel() for p in net.parameters())
-    Z = np.random.default_rng(0).normal(size=(1000, 10))
     limit = 8_000_000  # the full float64 Jacobian is 1000 * 10465 * 8 = 84 MB
     assert 1000 * P * 8 > 10 * limit
-    empirical_ntk(net, Z[:8], method="jacobian", max_memory=limit)  # warm-up allocations
-    import gc
-
-    gc.collect()
-    try:  # hand freed heap memory back, so that its reuse shows up as growth
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    reset()
-    base = rss()
-    K = empirical_ntk(net, Z, method="jacobian", max_memory=limit)
-    extra = hwm() - base - K.nbytes
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, root, str(limit)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    extra = int(out.stdout.strip().splitlines()[-1])
     assert extra < limit, (extra, limit)
+    Z = np.random.default_rng(0).normal(size=(50, 10))
     with pytest.raises(ValueError, match="max_memory .* too small"):
         empirical_ntk(net, Z, method="jacobian", max_memory=200_000)
 
