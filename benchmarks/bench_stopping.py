@@ -278,7 +278,7 @@ def torch_baseline(s: Setting, seed: int, width: int = 128, max_epochs: int = 15
 
 
 def run_ard(model: mn.MixedLMNTK, s: Setting, ho: "HeldOut", mse_or: float, t_or: float,
-            subsample: int = 600) -> list[dict]:
+            subsample: int = 1000) -> list[dict]:
     """Kernel hyperparameters by REML (ARD scales and bias_std), then three t rules."""
     from mixednn.hyper import optimize_kernel
 
@@ -409,7 +409,8 @@ def hyper_report(subsamples: tuple[int, ...] = (300, 600, 1000)) -> None:
               f"(kernel {c['kernel']:.1f}, decomposition {c['decomposition']:.1f}, t search "
               f"{c['search']:.1f}, gradient {c['gradient']:.1f}); REML llf (all rows) "
               f"{res.llf:.1f} vs plain {model.fit().llf:.1f}")
-        print("   scales: " + ", ".join(f"{nm}={v:.3g}" for nm, v in zip(names, opt.scales)))
+        print("   scales: " + ", ".join(f"{nm}={v:.3g}" for nm, v in zip(names, opt.scales))
+              + f"; bias_std {opt.bias_std:.3g}")
         print("   held-out MSE / plain oracle: " + ", ".join(f"{k} {v / mse_or:.3f}"
                                                            for k, v in mse.items()))
 

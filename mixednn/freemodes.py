@@ -56,6 +56,7 @@ Williams & Seeger (2001). Using the Nystrom method to speed up kernel machines. 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
@@ -161,13 +162,25 @@ def _default_candidates(model: "MixedLMNTK") -> np.ndarray:
     return np.concatenate([[0], grid])
 
 
-def _smoother(model: "MixedLMNTK", fm: FreeModes) -> SmootherData:
+_U_CACHE: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _eigenvectors(model: "MixedLMNTK") -> np.ndarray:
+    """Dense U of the model's basis, built once (a tridiagonal basis forms it on demand)."""
     basis = model.basis
+    U = _U_CACHE.get(basis)
+    if U is None:
+        U = np.asarray(basis.eigenvectors)
+        _U_CACHE[basis] = U
+    return U
+
+
+def _smoother(model: "MixedLMNTK", fm: FreeModes) -> SmootherData:
     comp = "identity" if fm.profile.rest_gram is not None else ("absorbed" if fm.k else "none")
     if comp == "identity" and fm.k:
         raise NotImplementedError("free modes with a low-rank kernel basis are not supported")
     return SmootherData(fm.profile, model.nobs, comp,
-                        lambda: np.asarray(basis.eigenvectors)[:, fm.rest],
+                        lambda: _eigenvectors(model)[:, fm.rest],
                         model.endog - model.offset, model.exog)
 
 
@@ -250,8 +263,7 @@ class _FreeModesView:
         self.base_model = model
         self.free_modes = fm
         self.profile = fm.profile
-        b = model.basis
-        U = np.asarray(b.eigenvectors)
+        U = _eigenvectors(model)
         self._U_full = U
         self.basis = EigenBasis(fm.profile.lam, U[:, fm.rest], fm.profile.trace)
 

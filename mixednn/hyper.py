@@ -496,11 +496,11 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
     Notes
     -----
     A ReLU-type (or linear) NTK is positively homogeneous in the inputs and the bias
-    jointly: ``K(c s, c b) = c^2 K(s, b)``, and t absorbs the factor.  With ARD scales,
-    ``bias_std=True`` therefore keeps bias_std at its starting value (the network's,
-    or 0.1) and the scales carry the identified ratios ``s_j / bias_std``; with
-    ``bias_std = 0`` a common factor of the scales is a flat direction (only their
-    ratios are identified).  Smooth activations (erf) have no such symmetry.  Without
+    jointly: ``K(c s, c b) = c^2 K(s, b)``, and t absorbs the factor.  With ARD scales
+    and ``bias_std=True`` only the d ratios are identified: bias_std is searched relative
+    to the geometric mean of the scales (down to 1e-6 of it) and the result is reported
+    with scales of geometric mean 1 (``n_params`` = d); with ``bias_std = 0`` a common
+    factor of the scales is likewise a flat direction.  Smooth activations (erf) have no such symmetry.  Without
     a bias a ReLU NTK sees an input only through angles and norms, so ARD needs
     ``bias_std > 0`` to isolate single inputs.  The number of kernel
     hyperparameters enters the AIC of the comparison table.
@@ -534,11 +534,10 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         raise ValueError(f"depths must be non-negative integers, got {depths}")
     fit_bias = bias_std is True
     homogeneous = net.activation in ("relu", "leaky_relu", "abs", "identity", "linear")
-    if fit_bias and input_scales == "ard" and homogeneous:
-        # K(c s, c b) = c^2 K(s, b): only the ratios scales / bias_std are identified, and
-        # the scales carry them; bias_std stays at its (positive) starting value
-        fit_bias = False
-        bias_std = max(net.bias_std, 0.1) if net.bias_std > 0 else 0.1
+    # K(c s, c b) = c^2 K(s, b) for these: only ratios are identified, so the bias is
+    # parameterised relative to the geometric mean of the scales (``ratio`` mode) and the
+    # result normalised to scales with geometric mean 1
+    ratio = fit_bias and input_scales == "ard" and homogeneous
     if isinstance(bias_std, bool):
         b0 = net.bias_std if net.bias_std > 0 else 0.1
         b_fixed = net.bias_std
@@ -563,10 +562,15 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
             x0 += [math.log(max(b0, bounds[0]))]
         x0 = np.array(x0, dtype=float)
         n_evals = [0]
+        box = [(lo, hi)] * x0.size
+        if ratio:
+            box[-1] = (math.log(1e-6), math.log(1e2))
 
         def unpack(x):
             ls = x[:d] if input_scales == "ard" else None
             lb = x[-1] if fit_bias else None
+            if ratio:
+                lb = lb + float(np.mean(ls))
             return ls, lb
 
         def fg(x):
@@ -578,13 +582,15 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
                 cost[k_] += v
             if not np.isfinite(ev.llf):
                 return 1e300, np.zeros_like(x)
-            return -ev.llf, -ev.grad if ev.grad is not None else np.zeros_like(x)
+            g = ev.grad.copy() if ev.grad is not None else np.zeros_like(x)
+            if ratio:  # chain rule through lb = v + mean(u)
+                g[:d] += g[-1] / d
+            return -ev.llf, -g
 
         start_ev = profiled_loglike_and_grad(Z, y, X, base, *unpack(x0), reml, gradient=False)
         cost["evaluations"] += 1
         if x0.size:
-            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B",
-                                          bounds=[(lo, hi)] * x0.size,
+            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=box,
                                           options={"maxiter": maxiter})
             x_hat, l_hat = opt.x, -float(opt.fun)
             if l_hat < start_ev.llf:
@@ -592,8 +598,11 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         else:
             x_hat, l_hat = x0, start_ev.llf
         ls, lb = unpack(x_hat)
+        if ratio:  # normalise: geometric mean of the scales 1 (t absorbs the factor)
+            shift = float(np.mean(ls))
+            ls, lb = ls - shift, lb - shift
         b_hat = float(np.exp(lb)) if lb is not None else b_fixed
-        k_par = x0.size
+        k_par = x0.size - (1 if ratio else 0)
         rows.append({"depth": depth, "llf": l_hat, "llf_start": start_ev.llf,
                      "n_params": k_par, "aic": -2 * l_hat + 2 * (model.k_fe + 2 + k_par),
                      "bias_std": b_hat, "evals": n_evals[0] + 1})
