@@ -63,11 +63,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .results import MixedLMNTKResults, _phi
+from .results import MixedLMNTKResults, _phi, interval_frame
 from .spectral import EigenBasis, SpectralProfile
-from .stopping import GCV, LeaveOneOut, SmootherData, _warn, choose_time
+from .stopping import LeaveOneOut, SmootherData, _warn, choose_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import MixedLMNTK
@@ -440,12 +439,8 @@ class FreeModesResults(MixedLMNTKResults):
             if fm.k:
                 L = L - psi.T @ base.X_rot[fm.free]
             var = var + np.einsum("ij,jk,ik->i", L, self.cov_params_fe.to_numpy(), L)
-        if interval == "prediction":
-            var = var + self.scale
-        se = np.sqrt(np.maximum(var, 0.0))
-        z = stats.norm.ppf(1 - alpha / 2)
-        return pd.DataFrame({"mean": mean, "lower": mean - z * se, "upper": mean + z * se,
-                             "se": se}, index=index)
+        return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
+                              alpha, index)
 
     def __repr__(self) -> str:
         return (f"<FreeModesResults {self.method}: k={self.free_modes}, t={self.t:.4g}, "

@@ -32,6 +32,16 @@ def _phi(t: float, lam: np.ndarray) -> np.ndarray:
     return out
 
 
+def interval_frame(mean: np.ndarray, var: np.ndarray, noise: float, alpha: float,
+                   index: Any) -> pd.DataFrame:
+    """Normal intervals ``mean +- z sqrt(var + noise)``: ``noise = s2`` for a prediction
+    interval (a new observation), 0 for a confidence interval (the mean)."""
+    se = np.sqrt(np.maximum(var + noise, 0.0))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return pd.DataFrame({"mean": mean, "lower": mean - z * se, "upper": mean + z * se,
+                         "se": se}, index=index)
+
+
 class MixedLMNTKResults:
     """Results of :meth:`MixedLMNTK.fit`.
 
@@ -431,12 +441,8 @@ class MixedLMNTKResults:
         var = var_u
         if L is not None:
             var = var + np.einsum("ij,jk,ik->i", L, self.cov_params_fe.to_numpy(), L)
-        if interval == "prediction":
-            var = var + self.scale
-        se = np.sqrt(np.maximum(var, 0.0))
-        z = stats.norm.ppf(1 - alpha / 2)
-        return pd.DataFrame({"mean": mean, "lower": mean - z * se, "upper": mean + z * se,
-                             "se": se}, index=index)
+        return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
+                              alpha, index)
 
     def _new_design(self, newdata, exog, ntk_inputs, kernel, offset):
         m = self.model

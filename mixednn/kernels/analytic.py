@@ -649,7 +649,6 @@ def _quad_expectations(
     s1 = k * np.sqrt(np.asarray(Q1, dtype=np.float64))
     M = M.reshape(-1)
     S = S.reshape(-1)
-    P = M.size
     E = np.zeros(shape)
     Ed = np.zeros(shape) if want_d else None
     SZ = np.multiply(S[:, None], z[None, :])  # (P, nodes)
