@@ -66,7 +66,7 @@ import pandas as pd
 
 from .results import MixedLMNTKResults, _phi, interval_frame
 from .spectral import EigenBasis, SpectralProfile
-from .stopping import LeaveOneOut, SmootherData, _warn, choose_time
+from .stopping import LeaveOneOut, SmootherData, _warn, _warn_near_interpolation, choose_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import MixedLMNTK
@@ -312,8 +312,10 @@ def fit_free_modes(model: "MixedLMNTK", reml: bool = True, t_method: str = "reml
     else:
         k = free_modes
     fm = free_mode_split(model, k)
-    est = choose_time(_smoother(model, fm), t_method, True, **opts)
+    data = _smoother(model, fm)
+    est = choose_time(data, t_method, True, **opts)
     _warn(est, stacklevel + 1)
+    _warn_near_interpolation(data, est, stacklevel + 1)
     view = _FreeModesView(model, fm)
     res = FreeModesResults(view, est, reml)
     res.t_method = t_method

@@ -241,7 +241,20 @@ def test_diagnostic_quiet_when_the_model_holds_and_flags_disagreement():
         + 0.1 * rng.normal(size=n)
     d2 = diagnose(mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K))
     assert d2.flagged and "Stopping diagnostic" in d2.message
+    assert diag.gcv_excess < 0.05 and (d2.gcv_excess > 0.05 or d2.decorrelation_fails)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         text = str(mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K).fit().summary())
     assert "Stopping diagnostic" in text
+
+
+def test_prediction_error_rule_warns_near_interpolation():
+    """Noise-free data: GCV runs to interpolation, and the fit says so."""
+    rng = np.random.default_rng(0)
+    n = 40
+    Z = rng.normal(size=(n, 2))
+    y = np.sin(2 * Z[:, 0]) * np.cos(Z[:, 1])
+    m = mn.MixedLMNTK(y, np.ones((n, 1)), kernel=rbf(Z, Z, 0.5))
+    with pytest.warns(mn.InterpolationWarning, match="nearly interpolating"):
+        res = m.fit(t_method="gcv")
+    assert SmootherData.from_model(m).parts(res.t)["trM"] < 2
