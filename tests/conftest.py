@@ -58,6 +58,18 @@ class RandomFeatureKernel:
         return self.features(A) @ self.features(B).T / self.m
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Small torch ops on one thread: many tiny products are slower multi-threaded, and
+    pathologically so on a loaded machine (timings only; results do not depend on it)."""
+    import torch
+
+    k = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(k)
+
+
 @pytest.fixture(scope="session")
 def sim_small():
     """n = 120 regression with two fixed effects and a smooth nonlinear signal."""

@@ -18,14 +18,7 @@ from mixednn.spectral import LowRankBasis, SpectralProfile, decompose
 
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small torch ops on one thread: many tiny products are slower multi-threaded, and
-    pathologically so on a loaded machine (timings only; results do not depend on it)."""
-    k = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(k)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 class Scale(torch.nn.Module):
     def __init__(self, c: float):

@@ -14,14 +14,7 @@ from mixednn.training import TrainingPath, max_stable_lr, ntk_loss_path
 
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small torch ops on one thread: many tiny products are slower multi-threaded, and
-    pathologically so on a loaded machine (timings only; results do not depend on it)."""
-    k = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(k)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def simulate(n: int, n_test: int = 0, d: int = 10, seed: int = 0):
     """A sum of nonlinear functions of d Gaussian covariates plus noise."""
