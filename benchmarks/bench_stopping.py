@@ -47,7 +47,8 @@ from mixednn.freemodes import FreeModesResults
 from mixednn.results import _phi
 from mixednn.stopping import diagnose
 
-RULES = ("reml", "ml", "gcv", "cp", "loo", "kfold", "free_gcv", "free_loo", "free_bic")
+#: "auto" is the package's default rule, ``fit()`` (mixednn.autotime)
+RULES = ("auto", "reml", "ml", "gcv", "cp", "loo", "kfold", "free_gcv", "free_loo", "free_bic")
 #: With --ard: the kernel's per-input scales and bias_std chosen by REML (mixednn.hyper,
 #: on a subsample of the training rows), then t by these rules; still compared with the
 #: oracle of the *plain* kernel.
@@ -220,6 +221,8 @@ def fit_rule(model: mn.MixedLMNTK, rule: str):
             return model.fit(free_modes="auto", t_options={"k_rule": rule[5:]})
         if rule == "ml":
             return model.fit(reml=True, t_method="ml")
+        if rule == "auto":
+            return model.fit()  # the default
         return model.fit(t_method=rule)
 
 
@@ -334,7 +337,7 @@ def run_setting(s: Setting, rules: tuple[str, ...], torch_seeds: int,
                      "t": res.t, "t_oracle": t_or, "t_ratio": res.t / t_or if t_or > 0 else np.nan,
                      "mse": mse, "mse_oracle": mse_or, "mse_ratio": mse / mse_or,
                      "k": getattr(res, "free_modes", 0), "seconds": secs, "setup_s": t_setup,
-                     "flagged": flagged})
+                     "flagged": flagged, "chose": res.t_method})
     if ard:
         rows.extend(run_ard(model, s, ho, mse_or, t_or))
     for j in range(torch_seeds):
@@ -366,7 +369,7 @@ def suite(full: bool) -> list[Setting]:
     return out
 
 
-def summarise(df: pd.DataFrame, default: str = "reml") -> pd.DataFrame:
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
     ok = df.dropna(subset=["mse_ratio"])
     g = ok.groupby("rule")["mse_ratio"]
     summ = pd.DataFrame({"settings": g.size(), "median": g.median(), "mean": g.mean(),
@@ -398,7 +401,7 @@ def hyper_report(subsamples: tuple[int, ...] = (300, 600, 1000)) -> None:
             warnings.simplefilter("ignore")
             opt = optimize_kernel(model, input_scales="ard", bias_std=True, subsample=sub,
                                   maxiter=40)
-            res = opt.fit()
+            res = opt.fit(t_method="reml")
             free = opt.model.fit(free_modes="auto")
             gcv = opt.model.fit(t_method="gcv")
         Kx = opt.network.ntk(model.input_scaling.apply(s.Z_test), model.scaled_inputs)
@@ -408,7 +411,7 @@ def hyper_report(subsamples: tuple[int, ...] = (300, 600, 1000)) -> None:
         print(f"subsample {sub}: {c['evaluations']} evaluations in {c['seconds']:.1f} s "
               f"(kernel {c['kernel']:.1f}, decomposition {c['decomposition']:.1f}, t search "
               f"{c['search']:.1f}, gradient {c['gradient']:.1f}); REML llf (all rows) "
-              f"{res.llf:.1f} vs plain {model.fit().llf:.1f}")
+              f"{res.llf:.1f} vs plain {model.fit(t_method='reml').llf:.1f}")
         print("   scales: " + ", ".join(f"{nm}={v:.3g}" for nm, v in zip(names, opt.scales))
               + f"; bias_std {opt.bias_std:.3g}")
         print("   held-out MSE / plain oracle: " + ", ".join(f"{k} {v / mse_or:.3f}"
@@ -475,7 +478,11 @@ def main() -> None:
         print(f"\nstopping diagnostic: flags {int(bad.flagged.sum())} of {len(bad)} settings where "
               f"REML is > 5% above the oracle, and {int(good.flagged.sum())} of {len(good)} where "
               "it is within 5%")
-    for rule in [r for r in ("reml", "gcv", "free_gcv", "ard_free_gcv") if r in summ.index]:
+    au = df[df.rule == "auto"]
+    if len(au) and "chose" in au:
+        print(f"\ndefault rule (auto): GCV chosen in {int((au.chose == 'gcv').sum())} of {len(au)} "
+              "settings, the likelihood's t kept in the others")
+    for rule in [r for r in ("auto", "reml", "gcv", "free_gcv", "ard_free_gcv") if r in summ.index]:
         med, worst = summ.loc[rule, "median"], summ.loc[rule, "worst"]
         bike = df[(df.group == "bikeshare") & (df.rule == rule)]["mse_ratio"]
         print(f"\ntargets for {rule}: median {med:.3f} (<= 1.05: {med <= 1.05}), worst {worst:.3f} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -140,16 +141,22 @@ def _fit(args: argparse.Namespace) -> int:
                            weight_std=args.weight_std, bias_std=args.bias_std))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = model.fit(reml=not args.ml)
+            res = model.fit(reml=not args.ml, t_method=args.t_method)
     except (ValueError, KeyError, TypeError) as exc:
         msg = exc.args[0] if exc.args else str(exc)
         raise SystemExit(f"mixednn: error: {msg}") from None
     if args.json:
+        def num(v):  # JSON has no NaN or infinity
+            return float(v) if v is not None and math.isfinite(v) else None
+
         lo, hi = res.t_conf_int()
+        check = res.auto_check
         out = {
             "method": res.method, "nobs": res.nobs, "rows_dropped": model.data.n_dropped,
             "llf": res.llf, "aic": res.aic, "bic": res.bic, "converged": res.converged,
-            "t": res.t, "t_se": None if res.boundary else res.t_se, "t_ci": [lo, hi if hi != float("inf") else None],
+            "t": res.t, "t_method": res.t_method, "t_reml": res.t_reml,
+            "auto_check": None if check is None else check.reason,
+            "t_se": None if res.boundary else num(res.t_se), "t_ci": [num(lo), num(hi)],
             "scale": res.scale, "scale_se": res.scale_se, "edf": res.edf,
             "params": res.params.to_dict(), "bse": res.bse.to_dict(),
             "pvalues": res.pvalues.to_dict(), "network": model.kernel_source.description,
@@ -200,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--weight-std", type=float, default=1.0)
     fit.add_argument("--bias-std", type=float, default=0.0)
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    fit.add_argument("--t-method", default="auto",
+                     choices=("auto", "reml", "ml", "gcv", "cp", "loo", "kfold"),
+                     help="rule for the training time t (default: auto = the likelihood's t "
+                          "unless a calibrated check rejects it for prediction, then GCV)")
     fit.add_argument("--json", action="store_true", help="print results as JSON")
     fit.set_defaults(func=_fit)
     ds = sub.add_parser("datasets", help="list the bundled datasets")

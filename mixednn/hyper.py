@@ -660,7 +660,7 @@ def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, 
         m2 = with_network(model, nw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = m2.fit(reml=reml)
+            res = m2.fit(reml=reml, t_method="reml" if reml else "ml")  # AIC needs the maximum
             ml = m2.profile.maximize(False)
         desc = nw.describe() if hasattr(nw, "describe") else getattr(nw, "description", str(nw))
         k = model.k_fe + 2

@@ -917,7 +917,8 @@ def _candidate(obj: Any, name: str) -> _Candidate:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", BoundaryFitWarning)
                 warnings.simplefilter("ignore", InterpolationWarning)
-                obj = obj.model.fit(reml=obj.reml)  # likelihood comparison needs the maximum
+                # a likelihood comparison needs the maximum of the criterion
+                obj = obj.model.fit(reml=obj.reml, t_method="reml" if obj.reml else "ml")
         m = obj.model
         return _Candidate(name, _describe_ntk(obj), obj, True, int(m.nobs),
                           np.asarray(m.endog - m.offset, dtype=float), np.asarray(m.exog, float),
@@ -1120,7 +1121,7 @@ def anova(*models: Any, names: Sequence[str] | None = None, null: str = "simulat
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", BoundaryFitWarning)
                     warnings.simplefilter("ignore", InterpolationWarning)
-                    c.obj = c.obj.model.fit(reml=False)
+                    c.obj = c.obj.model.fit(reml=False, t_method="ml")
                 c.reml = False
     crit = "REML" if reml else "ML"
 

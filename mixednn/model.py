@@ -374,20 +374,25 @@ class MixedLMNTK:
         reml : bool
             ``True`` for restricted maximum likelihood, ``False`` for ML: the
             likelihood behind s2, its log-likelihood and SEs.
-        t_method : {"reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
-            The rule that chooses t (default: ``"reml"`` if ``reml`` else ``"ml"``):
-            GCV, Mallows' Cp / SURE, exact leave-one-out or K-fold CV of the fitted
-            values, all from the one decomposition (:mod:`mixednn.stopping`).  beta and
-            s2 are then the GLS / REML (or ML) estimates at that t; ``t_se`` and
-            ``t_conf_int`` are NaN for a prediction-error rule.
+        t_method : {"auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
+            The rule that chooses t.  The default, ``"auto"``, is the likelihood's
+            time (REML, or ML with ``reml=False``) unless a parametric-bootstrap check
+            rejects it for prediction, in which case GCV chooses t
+            (:mod:`mixednn.autotime`; under the model the likelihood's time stands with
+            probability about 0.99, and ``res.auto_check`` says what was found).
+            ``"reml"``/``"ml"`` always use the likelihood's time.  GCV, Mallows' Cp /
+            SURE, exact leave-one-out or K-fold CV of the fitted values all come from
+            the one decomposition (:mod:`mixednn.stopping`); beta and s2 are then the
+            GLS / REML (or ML) estimates at that t, and ``t_se`` and ``t_conf_int`` are
+            NaN.  With free modes, ``None``/``"auto"`` mean REML on the rest.
         free_modes : int or "auto"
             Number of leading NTK eigen-directions made unpenalised fixed effects
             (trained to convergence, ``t_j = inf``); t is fitted on the rest of the
             spectrum.  ``"auto"`` chooses the number (:mod:`mixednn.freemodes`; an
             extension beyond the paper).  0 (default) is the plain model.
         t_options : dict, optional
-            Options of the rule: ``sigma2`` (Cp), ``folds`` and ``seed`` (K-fold),
-            ``points_per_decade``; with ``free_modes="auto"``, ``k_rule`` and
+            Options of the rule: ``alpha``, ``nsim`` and ``seed`` (auto), ``sigma2``
+            (Cp), ``folds`` and ``seed`` (K-fold), ``points_per_decade``; with ``free_modes="auto"``, ``k_rule`` and
             ``k_candidates`` (see :func:`mixednn.freemodes.select_free_modes`).
 
         Returns
@@ -399,22 +404,19 @@ class MixedLMNTK:
         Notes
         -----
         One decomposition of K, then a log-spaced grid over t, a bounded Brent
-        refinement on log t, and an explicit comparison with the boundary t = 0.
+        refinement on log t, and an explicit comparison with the boundary t = 0; the
+        default rule's check adds simulated responses in the rotated basis (about
+        0.02-0.2 s).
         A maximum at t = 0 raises :class:`BoundaryFitWarning`; a maximum at the
         upper end of the search (interpolation) raises :class:`InterpolationWarning`.
         """
-        from .results import MixedLMNTKResults
+        if free_modes in (0, None) and (t_method is None or str(t_method).lower() == "auto"):
+            from .autotime import fit_auto  # the default rule
 
-        if t_method is not None or free_modes not in (0, None) or t_options:
-            from .stopping import fit_with_rule  # alternatives to plain REML/ML
+            return fit_auto(self, reml, t_options, stacklevel=3)
+        from .stopping import fit_with_rule  # a named rule, or free modes
 
-            return fit_with_rule(self, reml, t_method, free_modes, t_options, stacklevel=3)
-        est = self.profile.maximize(reml)
-        if est.boundary:
-            warnings.warn(est.message, BoundaryFitWarning, stacklevel=2)
-        elif est.at_upper:
-            warnings.warn(est.message, InterpolationWarning, stacklevel=2)
-        return MixedLMNTKResults(self, est, reml)
+        return fit_with_rule(self, reml, t_method, free_modes, t_options, stacklevel=3)
 
 
 from .results import MixedLMNTKResults  # noqa: E402  (re-export for type hints)

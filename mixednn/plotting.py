@@ -23,6 +23,7 @@ The numbers behind :func:`plot_spectrum` are available without plotting:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = ["spectral_losses", "decorrelation", "plot_profile", "plot_spectrum", 
 _BLUE = "#1f5a99"
 _ORANGE = "#d2691e"
 _GREY = "0.55"
+_GREEN = "#2e7d32"
 
 
 def _check_results(res: Any) -> None:
@@ -236,7 +238,8 @@ def plot_spectrum(res: "MixedLMNTKResults", *, bins: int = 25, points: bool = Tr
         ax.plot(xc0, ym0, "s--", color=_GREY, ms=3.5, lw=1.0,
                 label="binned mean at $t=0$ (untrained)")
     xc, ym, se = _binned(x, y, bins)
-    lo = np.maximum(ym - 2 * se, floor)
+    ym = np.maximum(ym, floor)  # a longer t can leave leading bins below the log floor
+    lo = np.minimum(np.maximum(ym - 2 * se, floor), ym)
     ax.errorbar(xc, ym, yerr=[ym - lo, 2 * se], fmt="o-", color=_BLUE, ms=4, lw=1.4,
                 capsize=2, label=f"binned mean at $\\hat t$ = {res.t:.4g} (±2 SE)")
     xe, em, _ = _binned(x, e, bins)
@@ -302,6 +305,16 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 3:
         raise ValueError(f"num must be an integer >= 3, got {num!r}")
+    chosen = None
+    lik_rule = "reml" if res.reml else "ml"
+    rule = getattr(res, "t_method", None)
+    if rule not in (None, lik_rule) and not hasattr(res.model, "base_model"):
+        # t chosen by another rule (GCV, ...): draw the likelihood's own profile, its
+        # maximum and interval, and mark the chosen t beside them
+        chosen = (rule, res.t)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = res.model.fit(reml=res.reml, t_method=lik_rule)
     if ax is None:
         fig, (ax,) = _new_figure(figsize)
     else:
@@ -312,7 +325,11 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
         _, hi_ci = res.t_conf_int(alpha)
         a = max(res.t * 1e-3, lo_b)
         b = min(hi_ci * 10 if math.isfinite(hi_ci) else res.t * 1e3, hi_b)
-        grid = np.sort(np.append(np.logspace(math.log10(a), math.log10(b), num), res.t))
+        extra = [res.t]
+        if chosen is not None and chosen[1] > 0:
+            a, b = min(a, chosen[1] / 3), max(b, min(chosen[1] * 3, hi_b))
+            extra.append(chosen[1])
+        grid = np.sort(np.append(np.logspace(math.log10(a), math.log10(b), num), extra))
     prof = res.profile(grid=grid) if grid is not None else res.profile(num=num)
     pos = prof[prof["t"] > 0]
     if pos.empty:
@@ -337,6 +354,9 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
     else:
         ax.plot([tmin], [res.llf], "o", color=_BLUE, ms=6, clip_on=False,
                 label="$\\hat t$ = 0 (boundary)")
+    if chosen is not None and chosen[1] > 0:
+        ax.axvline(chosen[1], color=_GREEN, ls="-.", lw=1.4,
+                   label=f"t chosen by {chosen[0].upper()} = {chosen[1]:.4g}")
     ax.set_xscale("log")
     ax.set_xlim(tmin, tmax)
     # keep the interesting part visible: do not let t -> large dominate the y-range

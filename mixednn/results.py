@@ -87,6 +87,8 @@ class MixedLMNTKResults:
         self.t_method = estimate.criterion or self.method.lower()
         self._t_lik = {"reml": True, "ml": False}.get(self.t_method)
         self._t_reml: float | None = self.t if self.t_method == "reml" else None
+        #: what the default rule's check found (mixednn.autotime); None for a named rule
+        self.auto_check = None
 
     # ----------------------------------------------------------------- fixed effects
     @cached_property

@@ -499,7 +499,7 @@ def make_criterion(data: SmootherData, name: str, *, sigma2: Any = "gcv", folds:
 
 def _check_method(t_method: str) -> str:
     if not isinstance(t_method, str) or t_method.lower() not in T_METHODS:
-        raise ValueError(f"t_method must be one of {', '.join(repr(m) for m in T_METHODS)}; "
+        raise ValueError(f"t_method must be one of {', '.join(repr(m) for m in ('auto',) + T_METHODS)}; "
                          f"got {t_method!r}")
     return t_method.lower()
 
@@ -548,8 +548,8 @@ def fit_with_rule(model: "MixedLMNTK", reml: bool = True, t_method: str | None =
     """
     from .results import MixedLMNTKResults
 
-    if t_method is None:
-        t_method = "reml" if reml else "ml"
+    if t_method is None or (isinstance(t_method, str) and t_method.lower() == "auto"):
+        t_method = "reml" if reml else "ml"  # free modes: the likelihood on the rest
     t_method = _check_method(t_method)
     options = dict(t_options or {})
     if isinstance(free_modes, str) or (free_modes not in (0, None)):
@@ -567,13 +567,20 @@ def fit_with_rule(model: "MixedLMNTK", reml: bool = True, t_method: str | None =
     return res
 
 
+def leaves_residual_df(data: SmootherData, est: TimeEstimate) -> bool:
+    """False when the fit at ``est.t`` leaves fewer than ``max(2, n/100)`` residual
+    degrees of freedom ``tr(I - H_t)`` (near interpolation)."""
+    trM = data.parts(est.t)["trM"]
+    return not (np.isfinite(trM) and trM < max(2.0, 0.01 * data.nobs))
+
+
 def _warn_near_interpolation(data: SmootherData, est: TimeEstimate, stacklevel: int) -> None:
     """Prediction-error rules can run to (near) interpolation, where predictions at new
     points are unstable: say so when fewer than max(2, n/100) residual df are left."""
     if est.criterion in _LIKELIHOOD or est.at_upper or est.boundary:
         return
-    trM = data.parts(est.t)["trM"]
-    if np.isfinite(trM) and trM < max(2.0, 0.01 * data.nobs):
+    if not leaves_residual_df(data, est):
+        trM = data.parts(est.t)["trM"]
         warnings.warn(f"{est.criterion} chose a nearly interpolating fit (residual df tr(I - H) "
                       f"= {trM:.3g} of n = {data.nobs}); predictions at new points may be "
                       "unstable: compare t_method='reml' or 'loo'", InterpolationWarning,

@@ -89,9 +89,17 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
                     else ""))
     if getattr(res, "free_modes", 0):
         extra.append(_free_modes_line(res))
-    stop_line = _stopping_line(res)
-    if stop_line:
-        extra.append(stop_line)
+    check = getattr(res, "auto_check", None)
+    if check is not None and check.switched:
+        # the default rule already acted on what the diagnostic would say
+        extra.append(f"Default rule (t_method='auto'): {check.reason}; t by GCV. The "
+                     f"log-likelihood and AIC/BIC above are at this t; the {res.method} maximum "
+                     f"is {check.llf_likelihood:.4f} at t = {check.t_likelihood:.4g} "
+                     f"(fit(t_method='{res.method.lower()}'), which mn.anova uses).")
+    else:
+        stop_line = _stopping_line(res)
+        if stop_line:
+            extra.append(stop_line)
     if res.boundary:
         extra.append("Boundary fit: t = 0 (training adds nothing beyond initialisation).")
     elif res.estimate.at_upper:

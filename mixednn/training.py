@@ -297,9 +297,11 @@ class TrainingPath:
     lr, loss, eta : float, str, float
         Learning rate, loss convention and time per step (``lr / n`` or ``lr``).
     stop_step : int
-        The REML stopping step ``round(t_hat / eta)``.
+        The stopping step ``round(t_hat / eta)``.
     t_hat : float
-        REML training time.
+        The fit's training time.
+    rule : str
+        The rule that chose it (``res.t_method``: ``"reml"``, ``"gcv"``, ...).
     agreement : float
         Relative RMS difference between the trained network's and the NTK's learned
         change on the training rows at ``agreement_step``:
@@ -337,6 +339,7 @@ class TrainingPath:
     network: Any = field(repr=False, default=None)
     seconds: float = float("nan")
     ntk_path: str = "discrete gradient descent, (1 - eta lam)^s"
+    rule: str = "reml"
 
     @property
     def t(self) -> np.ndarray:
@@ -384,7 +387,7 @@ class TrainingPath:
             ax.plot(x, flow, color=col, lw=0.9, ls=":", label=f"{name}: gradient flow")
             ax.plot(x, real, "o", color=col, ms=3.5, mfc="none", label=f"{name}: network")
         ax.axvline(self.stop_step, color="0.4", ls="--", lw=1)
-        ax.annotate(f"REML stop ({self.stop_step} steps)", (self.stop_step, 1.0),
+        ax.annotate(f"{self._rule_name} stop ({self.stop_step} steps)", (self.stop_step, 1.0),
                     xycoords=("data", "axes fraction"), xytext=(3, -12),
                     textcoords="offset points", fontsize=8, color="0.3")
         if logy:
@@ -399,7 +402,11 @@ class TrainingPath:
     def __repr__(self) -> str:
         test = "" if self.agreement_test is None else f", agreement_test={self.agreement_test:.3g}"
         return (f"<TrainingPath lr={self.lr:g} ({self.loss} loss), {int(self.steps[-1])} steps, "
-                f"REML stop {self.stop_step}, agreement={self.agreement:.3g}{test}>")
+                f"{self._rule_name} stop {self.stop_step}, agreement={self.agreement:.3g}{test}>")
+
+    @property
+    def _rule_name(self) -> str:
+        return {"loo": "LOO", "kfold": "K-fold", "cp": "Cp"}.get(self.rule, self.rule.upper())
 
 
 # ------------------------------------------------------------------------------ public
@@ -419,7 +426,7 @@ def ntk_loss_path(res: "MixedLMNTKResults", lr: float, loss: str = "mean",
         Learning rate (checked for stability).
     loss : {"mean", "sum"}
     steps : int, optional
-        Last step; by default the REML stopping step ``round(res.epochs(lr, loss))``.
+        Last step; by default the fit's stopping step ``round(res.epochs(lr, loss))``.
     every : int
         Record every ``every``-th step (and the last).
     test_data : optional
@@ -473,7 +480,7 @@ def _check_steps(v: Any, name: str = "steps", minimum: int = 0) -> int:
 def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | None = None,
           record_every: int | None = None, test_data: Any = None, *, dtype: Any = "float64",
           max_steps: int = 200_000, progress: bool | None = None) -> TrainingPath:
-    """Train (a copy of) the model's finite network for the REML time.
+    """Train (a copy of) the model's finite network for the fit's training time t.
 
     Full-batch gradient descent (``torch.optim.SGD``, no momentum) on the residual
     target ``y - X beta_hat``, starting from the initialisation whose empirical
@@ -488,10 +495,10 @@ def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | 
     loss : {"mean", "sum"}
         ``1/(2n) sum (r - f)^2`` or ``1/2 sum (r - f)^2``.
     steps : int, optional
-        Number of steps; by default the REML stopping step ``round(res.epochs(lr, loss))``.
+        Number of steps; by default the fit's stopping step ``round(res.epochs(lr, loss))``.
     record_every : int, optional
         Record losses every this many steps (default: about 100 records); step 0,
-        the last step and the REML stopping step are always recorded.
+        the last step and the stopping step are always recorded.
     test_data : optional
         Test rows: a DataFrame (formula models; the response is evaluated from the
         formula), ``(DataFrame, y)``, ``(y, exog, ntk_inputs)`` arrays or a dict
@@ -539,7 +546,7 @@ def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | 
     if n_steps > max_steps:
         lim = max_stable_lr(res, loss)
         raise ValueError(
-            f"{n_steps:,} steps requested (the REML time t = {res.t:.4g} at lr = {lr:g} is "
+            f"{n_steps:,} steps requested (the fit's time t = {res.t:.4g} at lr = {lr:g} is "
             f"{stop:,} steps), more than max_steps = {max_steps:,}; use a larger learning rate "
             f"(stable up to {lim:.4g}), pass steps=, or raise max_steps")
     if record_every is None:
@@ -639,4 +646,5 @@ def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | 
         lr=float(lr), loss=loss, eta=eta, stop_step=stop, t_hat=res.t,
         agreement=rel(u_net, u_ntk),
         agreement_test=rel(ut_net, ut_ntk) if test is not None else None,
-        agreement_step=agree_step, predictions=preds, network=net, seconds=seconds)
+        agreement_step=agree_step, predictions=preds, network=net, seconds=seconds,
+        rule=getattr(res, "t_method", None) or res.method.lower())

@@ -113,12 +113,18 @@ def test_chunked_csv_equals_in_memory_fit(tmp_path, frame, in_memory):
 def test_user_levels_fix_the_design_and_unknown_values_raise(client, frame):
     ddf = dd.from_pandas(frame, npartitions=3)
     order = ["lo", "mid", "hi"]
-    res = mn.MixedLMNTK.from_formula(FORMULA, ddf, ntk=NTK, low_rank=50,
-                                     levels={"g": order}).fit()
+    mod = mn.MixedLMNTK.from_formula(FORMULA, ddf, ntk=NTK, low_rank=50, levels={"g": order})
     cat = frame.assign(g=pd.Categorical(frame["g"], categories=order))
-    ref = mn.MixedLMNTK.from_formula(FORMULA, cat, ntk=NTK, low_rank=50).fit()
+    mod_ref = mn.MixedLMNTK.from_formula(FORMULA, cat, ntk=NTK, low_rank=50)
+    res, ref = mod.fit(t_method="reml"), mod_ref.fit(t_method="reml")
     assert list(res.params.index)[:3] == ["Intercept", "C(g)[T.mid]", "C(g)[T.hi]"]
     _same_fit_no_drop(res, ref)
+    # the default rule reaches the same decision from the streamed statistics (here it
+    # moves to GCV, whose minimum is located to about 1e-6 in log t)
+    auto, auto_ref = mod.fit(), mod_ref.fit()
+    assert auto.t_method == auto_ref.t_method == "gcv"
+    assert auto.auto_check.pvalue == auto_ref.auto_check.pvalue
+    assert _rel(auto.t, auto_ref.t) <= 1e-5
     # a given level absent from every partition: its indicator column is all zero
     with pytest.raises(ValueError, match=r"C\(g\)\[T\.extra\].*all zero"):
         mn.MixedLMNTK.from_formula(FORMULA, ddf, ntk=NTK, low_rank=50,
@@ -182,10 +188,17 @@ def test_csv_stream_with_a_finite_network_uses_exact_jacobian_features(tmp_path)
     df["y"] = np.sin(df.a) - df.b + 0.3 * rng.normal(size=n)
     path = tmp_path / "net.csv"
     df.to_csv(path, index=False)
-    ref = mn.MixedLMNTK.from_formula("y ~ 1", df, ntk=["a", "b"], network=net,
-                                     low_rank="exact").fit()
-    res = mn.MixedLMNTK.from_formula("y ~ 1", CSVSource(path, chunksize=70), ntk=["a", "b"],
-                                     network=net).fit()
+    mod_ref = mn.MixedLMNTK.from_formula("y ~ 1", df, ntk=["a", "b"], network=net,
+                                         low_rank="exact")
+    mod = mn.MixedLMNTK.from_formula("y ~ 1", CSVSource(path, chunksize=70), ntk=["a", "b"],
+                                     network=net)
+    ref, res = mod_ref.fit(t_method="reml"), mod.fit(t_method="reml")
+    # the default rule: the same decision.  GCV's curve is flat at its long t (t lam_min
+    # about 0.3 for the smallest of 21 directions), so t agrees only roughly; the fits
+    # to 1e-3
+    auto, auto_ref = mod.fit(), mod_ref.fit()
+    assert auto.t_method == auto_ref.t_method
+    assert _rel(auto.fittedvalues, auto_ref.fittedvalues) <= 1e-3
     assert res.model.low_rank == "exact" and res.model.basis.kind == "jacobian"
     assert res.model.offset_mode == "init"
     _same_fit_no_drop(res, ref)

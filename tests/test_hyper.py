@@ -100,7 +100,7 @@ def test_optimize_kernel_finds_the_relevant_input_and_reports_cost():
     assert opt.scales.iloc[0] > 5 * opt.scales.iloc[1:].max()
     assert opt.cost["evaluations"] >= 2 and opt.cost["rows"] == n
     assert set(opt.cost) >= {"kernel", "decomposition", "search", "gradient", "seconds"}
-    res = opt.fit()
+    res = opt.fit(t_method="reml")
     assert res.llf == pytest.approx(opt.llf, rel=1e-8)  # all rows used: same likelihood
     # the chosen kernel predicts through its own cross-kernel
     Zn = np.random.default_rng(2).normal(size=(3, 3))
@@ -127,8 +127,8 @@ def test_compare_kernels_table(hp_data):
     tab = compare_kernels(m, depths=(1, 2), activations=("relu", "erf"))
     assert len(tab) == 4 and tab["delta_aic"].min() == 0 and np.all(np.diff(tab["aic"]) >= 0)
     row = tab[(tab.depth == 2) & (tab.activation == "relu")].iloc[0]
-    assert row["llf"] == pytest.approx(m.fit().llf, rel=1e-10)
-    assert row["llf_ml"] == pytest.approx(m.fit(reml=False).llf, rel=1e-10)
+    assert row["llf"] == pytest.approx(m.fit(t_method="reml").llf, rel=1e-10)
+    assert row["llf_ml"] == pytest.approx(m.fit(reml=False, t_method="ml").llf, rel=1e-10)
     assert profiled_loglike(m.scaled_inputs, y, X, mn.MLP(depth=2)) == pytest.approx(row["llf"])
 
 

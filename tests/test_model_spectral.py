@@ -51,7 +51,7 @@ def test_grid_and_point_evaluations_agree(sim_small):
 
 def test_fit_is_a_maximum(sim_small):
     model = mn.MixedLMNTK(sim_small["y"], sim_small["X"], sim_small["Z"], kernel=rbf)
-    res = model.fit()
+    res = model.fit(t_method="reml")
     assert res.t > 0 and res.converged
     for f in [0.9, 0.99, 1.01, 1.1]:
         assert model.loglike(res.t * f) <= res.llf + 1e-10
@@ -220,7 +220,7 @@ def test_analytic_score_matches_numerical_derivative(sim_small, reml, with_fe):
         h = 1e-6 * max(t, 1e-3)
         num = (prof.loglike(t + h, reml) - prof.loglike(max(t - h, 0.0), reml)) / (t + h - max(t - h, 0.0))
         assert prof.score(t, reml) == pytest.approx(num, rel=1e-5, abs=1e-6)
-    res = model.fit(reml=reml)
+    res = model.fit(reml=reml, t_method="reml" if reml else "ml")
     assert abs(prof.score(res.t, reml)) * res.t < 1e-8 * abs(res.llf)
 
 

@@ -53,6 +53,13 @@ def test_cli_fit_json(tmp_path, capsys):
     assert main(["fit", str(path), "y ~ x", "--ntk", "~ z", "--json", "--depth", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["nobs"] == 80 and out["t"] > 0 and "x" in out["params"]
+    assert out["t_method"] in ("reml", "gcv") and out["auto_check"]
+    # a prediction-error rule has no likelihood interval: null, never a bare NaN
+    assert main(["fit", str(path), "y ~ x", "--ntk", "~ z", "--json", "--t-method", "gcv"]) == 0
+    text = capsys.readouterr().out
+    out = json.loads(text)
+    assert "NaN" not in text and out["t_method"] == "gcv" and out["t_ci"] == [None, None]
+    assert out["auto_check"] is None and out["t_reml"] > 0
     with pytest.raises(SystemExit, match="could not evaluate formula"):
         main(["fit", str(path), "y ~ nope", "--ntk", "~ z"])
     with pytest.raises(SystemExit, match="not found"):

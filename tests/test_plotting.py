@@ -15,13 +15,13 @@ from .conftest import rbf
 def fitted(sim_small):
     """REML fit with fixed effects on the shared n = 120 simulation (analytic ReLU NTK)."""
     model = mn.MixedLMNTK(sim_small["y"], sim_small["X"], sim_small["Z"], network=mn.MLP(depth=2))
-    return model.fit()
+    return model.fit(t_method="reml")
 
 
 @pytest.fixture(scope="module")
 def fitted_ml_nofe(sim_small):
     model = mn.MixedLMNTK(sim_small["y"], None, sim_small["Z"], kernel=rbf)
-    return model.fit(reml=False)
+    return model.fit(reml=False, t_method="ml")
 
 
 def _assert_nontrivial_png(path, min_bytes=8_000):

@@ -244,8 +244,14 @@ def test_diagnostic_quiet_when_the_model_holds_and_flags_disagreement():
     assert diag.gcv_excess < 0.05 and (d2.gcv_excess > 0.05 or d2.decorrelation_fails)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        text = str(mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K).fit().summary())
+        m2 = mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K)
+        text = " ".join(str(m2.fit(t_method="reml").summary()).split())
+        auto = m2.fit()
     assert "Stopping diagnostic" in text
+    # the default rule acts on the same evidence: GCV's t, and one line saying why
+    assert auto.auto_check.switched and auto.t_method == "gcv"
+    auto_text = " ".join(str(auto.summary()).split())
+    assert "Default rule (t_method='auto')" in auto_text and "Stopping diagnostic" not in auto_text
 
 
 def test_prediction_error_rule_warns_near_interpolation():

@@ -41,7 +41,7 @@ def wide_fit(request):
                                   torch.nn.Linear(2048, 1))
     else:
         net = mn.MLP(depth=1, width=2048)
-    res = mn.MixedLMNTK(y[:200], X[:200], Z[:200], network=net).fit()
+    res = mn.MixedLMNTK(y[:200], X[:200], Z[:200], network=net).fit(t_method="reml")
     return res, (y[200:], X[200:], Z[200:]), net
 
 

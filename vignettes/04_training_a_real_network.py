@@ -59,10 +59,10 @@ test = df.drop(index=train.index).sample(n=1000, random_state=1)
 FORMULA = "np.log1p(bikers) ~ workingday + C(weather) + C(season)"
 INPUTS = "~ hr + temp + hum + windspeed"
 
-res = mn.MixedLMNTK.from_formula(FORMULA, train, ntk=INPUTS,
-                                 network=mn.MLP(depth=2, activation="relu", width=WIDTH)).fit()
-res_inf = mn.MixedLMNTK.from_formula(FORMULA, train, ntk=INPUTS,
-                                     network=mn.MLP(depth=2, activation="relu")).fit()
+res = mn.MixedLMNTK.from_formula(FORMULA, train, ntk=INPUTS, network=mn.MLP(
+    depth=2, activation="relu", width=WIDTH)).fit(t_method="reml")
+res_inf = mn.MixedLMNTK.from_formula(FORMULA, train, ntk=INPUTS, network=mn.MLP(
+    depth=2, activation="relu")).fit(t_method="reml")
 lr = res.reference_lr  # n / lambda_max: half the largest stable full-batch learning rate
 print(res.model.kernel_source.description)
 print(f"REML t_hat: this network {res.t:.4f}, its infinite-width limit {res_inf.t:.4f}")

@@ -55,7 +55,8 @@ def fit(formula, network=None, reml=True):
         warnings.simplefilter("ignore", mn.BoundaryFitWarning)
         model = mn.MixedLMNTK.from_formula(formula, train, ntk=NTK,
                                            network=network or mn.MLP(depth=2))
-        return model.fit(reml=reml)
+        # likelihood-ratio tests compare maximised likelihoods: the likelihood's own t
+        return model.fit(reml=reml, t_method="reml" if reml else "ml")
 
 # %% [markdown]
 # ## Fixed-effect sets (ML, likelihood-ratio tests)
