@@ -329,11 +329,7 @@ def fit_auto(model, reml: bool = True, t_options: dict | None = None,
     if bad:
         raise TypeError(f"unknown option(s) for t_method='auto': {sorted(bad)}; valid: alpha, "
                         "nsim, min_excess, seed, points_per_decade")
-    prof = model.profile
-    comp = ("identity" if prof.rest_gram is not None
-            else "absorbed" if prof.lam.shape[0] < model.nobs else "none")
-    # the check needs only the rotated quantities (a streamed fit reads no rows here)
-    data = SmootherData(prof, model.nobs, comp)
+    data = SmootherData.rotated(model)  # a streamed fit reads no rows here
     est, check = auto_time(data, reml, **opts)
     _warn(est, stacklevel + 1)
     res = MixedLMNTKResults(model, est, reml)

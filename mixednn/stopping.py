@@ -111,12 +111,19 @@ class SmootherData:
     @classmethod
     def from_model(cls, model: "MixedLMNTK") -> "SmootherData":
         """The smoother of a fitted model's decomposition."""
+        basis = model.basis
+        rot = cls.rotated(model)
+        return cls(rot.profile, model.nobs, rot.complement, lambda: basis.eigenvectors,
+                   model.endog - model.offset, model.exog)
+
+    @classmethod
+    def rotated(cls, model: "MixedLMNTK") -> "SmootherData":
+        """Only the rotated quantities: enough for the likelihood, GCV and Cp, and reads
+        no rows (a streamed model's rows stay where they are)."""
         prof = model.profile
         comp = ("identity" if prof.rest_gram is not None
                 else "absorbed" if prof.lam.shape[0] < model.nobs else "none")
-        basis = model.basis
-        return cls(prof, model.nobs, comp, lambda: basis.eigenvectors,
-                   model.endog - model.offset, model.exog)
+        return cls(prof, model.nobs, comp)
 
     # -- one t -------------------------------------------------------------------
     def parts(self, t: float, normalize: bool = False) -> dict:
@@ -747,7 +754,7 @@ def diagnose(model: "MixedLMNTK", t: float | None = None, reml: bool = True, *,
     which is when free leading modes (:mod:`mixednn.freemodes`) help.
     """
     prof = model.profile
-    data = SmootherData.from_model(model)
+    data = SmootherData.rotated(model)
     t_r = prof.maximize(True).t
     gcv = GCV(data)
     t_g = prof.minimize_criterion(gcv, reml).t

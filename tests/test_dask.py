@@ -216,3 +216,17 @@ def test_progress_bar_on_long_passes(tmp_path, frame, capsys, monkeypatch):
     mn.MixedLMNTK.from_formula(FORMULA, CSVSource(path, chunksize=400), ntk=NTK, low_rank=30).fit()
     err = capsys.readouterr().err
     assert "feature statistics" in err and "first pass" in err
+
+
+def test_fit_and_summary_of_a_streamed_fit_read_no_rows_back(tmp_path, frame):
+    """The default rule's check and the summary (score test, stopping diagnostic) work
+    from the rotated statistics; only predictions and residuals bring rows back."""
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    mod = mn.MixedLMNTK.from_formula(FORMULA, CSVSource(path, chunksize=250), ntk=NTK,
+                                     low_rank=120)
+    res = mod.fit()
+    assert res.auto_check is not None
+    text = str(res.summary())
+    assert "Training time t chosen by" in text
+    assert not mod.data._cache  # nothing materialised
