@@ -908,10 +908,16 @@ def _candidate(obj: Any, name: str) -> _Candidate:
     from .results import MixedLMNTKResults
 
     if isinstance(obj, MixedLMNTKResults):
+        if hasattr(obj.model, "base_model") and getattr(obj, "auto_check", None) is not None:
+            # the default rule fell back to free modes: compare the plain model's maximum
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BoundaryFitWarning)
+                warnings.simplefilter("ignore", InterpolationWarning)
+                obj = obj.model.base_model.fit(reml=obj.reml, t_method="reml")
         if hasattr(obj.model, "base_model"):
             raise ValueError(
                 f"{name!r} was fit with free leading modes (data-chosen fixed effects); anova "
-                "compares models without them: refit with fit() (t_method and free_modes off), "
+                "compares models without them: refit with fit(t_method='reml'), "
                 "or use res.lr_test() / res.score_test() for t = 0 given the free modes")
         if getattr(obj, "t_method", None) not in (None, "reml" if obj.reml else "ml"):
             with warnings.catch_warnings():

@@ -377,9 +377,10 @@ class MixedLMNTK:
         t_method : {"auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
             The rule that chooses t.  The default, ``"auto"``, is the likelihood's
             time (REML, or ML with ``reml=False``) unless a parametric-bootstrap check
-            rejects it for prediction, in which case GCV chooses t
-            (:mod:`mixednn.autotime`; under the model the likelihood's time stands with
-            probability about 0.99, and ``res.auto_check`` says what was found).
+            rejects it for prediction, in which case GCV chooses t (or, when GCV's own
+            time interpolates, REML with free leading modes) (:mod:`mixednn.autotime`;
+            under the model the likelihood's time stands with probability about 0.99,
+            and ``res.auto_check`` says what was found).
             ``"reml"``/``"ml"`` always use the likelihood's time.  GCV, Mallows' Cp /
             SURE, exact leave-one-out or K-fold CV of the fitted values all come from
             the one decomposition (:mod:`mixednn.stopping`); beta and s2 are then the

@@ -92,10 +92,11 @@ def build_summary(res: "MixedLMNTKResults", alpha: float = 0.05) -> Summary:
     check = getattr(res, "auto_check", None)
     if check is not None and check.switched:
         # the default rule already acted on what the diagnostic would say
-        extra.append(f"Default rule (t_method='auto'): {check.reason}; t by GCV. The "
-                     f"log-likelihood and AIC/BIC above are at this t; the {res.method} maximum "
-                     f"is {check.llf_likelihood:.4f} at t = {check.t_likelihood:.4g} "
-                     f"(fit(t_method='{res.method.lower()}'), which mn.anova uses).")
+        extra.append(f"Default rule (t_method='auto'): {check.reason}. The log-likelihood "
+                     f"and AIC/BIC above belong to this fit; the {res.method} maximum of the "
+                     f"plain model is {check.llf_likelihood:.4f} at t = "
+                     f"{check.t_likelihood:.4g} (fit(t_method='{res.method.lower()}'), which "
+                     "mn.anova uses).")
     else:
         stop_line = _stopping_line(res)
         if stop_line:

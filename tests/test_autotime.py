@@ -194,3 +194,29 @@ def test_under_the_model_the_likelihood_time_stands():
             switched += res.auto_check.switched
     # measured: 0-2% at n = 30-300 over 300 draws each (docs/stopping.md)
     assert switched / reps <= 0.05
+
+
+def test_when_gcv_is_unusable_the_fallback_is_reml_with_free_modes(monkeypatch):
+    """REML rejected but GCV's own time nearly interpolates (as on a 2,000-row diamonds
+    subsample in the full benchmark): REML with free leading modes, k by GCV."""
+    from mixednn import stopping
+    from mixednn.freemodes import FreeModesResults
+
+    y, Z = _sharp_data()
+    m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
+    monkeypatch.setattr(stopping, "leaves_residual_df", lambda data, est: False)
+    res = m.fit()
+    assert isinstance(res, FreeModesResults) and res.auto_check.rule == "free_modes"
+    assert res.auto_check.switched and "nearly interpolates" in res.auto_check.reason
+    ref = m.fit(free_modes="auto")
+    assert res.free_modes == ref.free_modes and res.t == ref.t
+    text = " ".join(str(res.summary()).split())
+    assert "Default rule (t_method='auto')" in text and "free leading modes" in text
+    # likelihood comparisons use the plain model's REML maximum
+    reml = m.fit(t_method="reml")
+    tab = mn.anova(res.null_fit(), res, null="mixture")
+    assert tab["Chisq"].iloc[-1] == pytest.approx(
+        2 * (reml.llf - m.profile.loglike(0.0, True)), rel=1e-8)
+    # ML has no free-modes fit: the ML time is kept, and the reason says why
+    ml = m.fit(reml=False)
+    assert ml.auto_check.rule == "ml" and "free modes need a full REML" in ml.auto_check.reason
