@@ -337,7 +337,9 @@ def run_setting(s: Setting, rules: tuple[str, ...], torch_seeds: int,
                      "t": res.t, "t_oracle": t_or, "t_ratio": res.t / t_or if t_or > 0 else np.nan,
                      "mse": mse, "mse_oracle": mse_or, "mse_ratio": mse / mse_or,
                      "k": getattr(res, "free_modes", 0), "seconds": secs, "setup_s": t_setup,
-                     "flagged": flagged, "chose": res.t_method})
+                     "flagged": flagged,
+                     # what the default rule did: "reml", "gcv" or "free_modes"
+                     "chose": res.auto_check.rule if res.auto_check is not None else res.t_method})
     if ard:
         rows.extend(run_ard(model, s, ho, mse_or, t_or))
     for j in range(torch_seeds):
@@ -480,8 +482,9 @@ def main() -> None:
               "it is within 5%")
     au = df[df.rule == "auto"]
     if len(au) and "chose" in au:
-        print(f"\ndefault rule (auto): GCV chosen in {int((au.chose == 'gcv').sum())} of {len(au)} "
-              "settings, the likelihood's t kept in the others")
+        print(f"\ndefault rule (auto), of {len(au)} settings: GCV chose t in "
+              f"{int((au.chose == 'gcv').sum())}, REML with free modes in "
+              f"{int((au.chose == 'free_modes').sum())}, REML's t kept in the others")
     for rule in [r for r in ("auto", "reml", "gcv", "free_gcv", "ard_free_gcv") if r in summ.index]:
         med, worst = summ.loc[rule, "median"], summ.loc[rule, "worst"]
         bike = df[(df.group == "bikeshare") & (df.rule == rule)]["mse_ratio"]
