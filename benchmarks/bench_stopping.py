@@ -43,7 +43,6 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 import mixednn as mn
-from mixednn.freemodes import FreeModesResults
 from mixednn.results import _phi
 from mixednn.stopping import diagnose
 

@@ -12,7 +12,6 @@ network trained by gradient flow for time ``t`` on the residual target.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,8 +19,7 @@ import pandas as pd
 
 from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula)
 from .kernels import KernelSource, resolve_kernel
-from .spectral import (BoundaryFitWarning, EigenBasis, InterpolationWarning, SpectralProfile,
-                       decompose)
+from .spectral import EigenBasis, SpectralProfile, decompose
 
 __all__ = ["MixedLMNTK", "KernelMemoryError"]
 
@@ -392,9 +390,11 @@ class MixedLMNTK:
             spectrum.  ``"auto"`` chooses the number (:mod:`mixednn.freemodes`; an
             extension beyond the paper).  0 (default) is the plain model.
         t_options : dict, optional
-            Options of the rule: ``alpha``, ``nsim`` and ``seed`` (auto), ``sigma2``
-            (Cp), ``folds`` and ``seed`` (K-fold), ``points_per_decade``; with ``free_modes="auto"``, ``k_rule`` and
-            ``k_candidates`` (see :func:`mixednn.freemodes.select_free_modes`).
+            Options of the rule: ``alpha``, ``nsim``, ``min_excess`` and ``seed``
+            (auto, :func:`mixednn.autotime.auto_time`), ``sigma2`` (Cp), ``folds`` and
+            ``seed`` (K-fold), ``points_per_decade``; with ``free_modes="auto"``,
+            ``k_rule`` and ``k_candidates`` (see
+            :func:`mixednn.freemodes.select_free_modes`).
 
         Returns
         -------

@@ -506,8 +506,8 @@ def make_criterion(data: SmootherData, name: str, *, sigma2: Any = "gcv", folds:
 
 def _check_method(t_method: str) -> str:
     if not isinstance(t_method, str) or t_method.lower() not in T_METHODS:
-        raise ValueError(f"t_method must be one of {', '.join(repr(m) for m in ('auto',) + T_METHODS)}; "
-                         f"got {t_method!r}")
+        valid = ", ".join(repr(m) for m in ("auto",) + T_METHODS)
+        raise ValueError(f"t_method must be one of {valid}; got {t_method!r}")
     return t_method.lower()
 
 
