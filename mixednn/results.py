@@ -8,6 +8,7 @@ predict at new inputs.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,17 @@ class MixedLMNTKResults:
         names = self.model.exog_names
         if not names:
             return pd.DataFrame(np.empty((0, 0)))
-        cov = self.scale * np.linalg.inv(self._point.xwx)
+        xwx = self._point.xwx
+        if np.linalg.cond(xwx) > 1e14:
+            # at this t the weights exp(-t lam) leave X~ (nearly) no directions to be
+            # estimated on: the network has absorbed the fixed effects
+            warnings.warn(f"the fixed effects are not identified at t = {self.t:.4g}: X^T W X "
+                          "is singular (the fit nearly interpolates); their standard errors "
+                          "are NaN. Fewer fixed effects, more rows, or fit(t_method='reml') "
+                          "may help.", RuntimeWarning, stacklevel=3)
+            cov = np.full(xwx.shape, np.nan)
+        else:
+            cov = self.scale * np.linalg.inv(xwx)
         return pd.DataFrame(cov, index=names, columns=names)
 
     def cov_params(self) -> pd.DataFrame:

@@ -234,3 +234,19 @@ def test_reml_score_at_zero_is_model_md_formula(sim_small):
     s2 = r0 @ r0 / (n - p)
     expected = 0.5 * (r0 @ K @ r0 / s2 - np.trace((np.eye(n) - H) @ K))
     assert model.profile.score(0.0, True) == pytest.approx(expected, rel=1e-10)
+
+
+def test_unidentified_fixed_effects_give_nan_standard_errors_and_a_warning():
+    """ML on 6 rows with 3 fixed effects runs to near-interpolation (t ~ 900): X^T W X is
+    singular there, so the fixed effects' SEs are NaN with a warning, never a traceback."""
+    Z = np.array([[-0.316227, -0.396986], [-0.816325, 0.257159], [0.849502, 0.911296],
+                  [0.164119, 1.244964], [-0.507813, 0.930756], [-1.761638, 1.497594]])
+    y = np.array([-1.004534, -1.002471, 0.999665, 1.014688, -0.989256, -1.002864])
+    X = np.array([[1.0, 0.085732, -0.258609], [1.0, 0.669113, -1.393764],
+                  [1.0, 0.523932, -0.096887], [1.0, -0.396368, -0.22353],
+                  [1.0, -1.969993, 0.544621], [1.0, 1.922052, -2.045025]])
+    res = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2)).fit(reml=False)
+    with pytest.warns(RuntimeWarning, match="fixed effects are not identified"):
+        bse = res.bse
+    assert bse.isna().all()
+    assert "Training time" in str(res.summary())
