@@ -219,23 +219,32 @@ def _n_zero_rest(prof: SpectralProfile) -> int:
     return prof.nobs - prof.lam.shape[0]
 
 
-def _full_spectrum(prof: SpectralProfile) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and a rotated design with the same Gram, zero eigenvalues restored.
+def _full_spectrum(prof: SpectralProfile
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Eigenvalues, a rotated design with the same Gram, and multiplicities.
 
-    For a full basis this is ``(lam, X_rot)``.  For a low-rank basis the n - m
-    zero eigenvalues are appended, and the design's out-of-span part, known only
-    through its Gram, is represented by any root of that Gram (padded with zero
-    rows): the quadratic-form machinery depends on the design only through
-    ``Qx^T diag(w) Qx``, and on the zero block ``w`` is constant.
+    For a full basis this is ``(lam, X_rot, None)``.  For a low-rank basis the n - m
+    zero eigenvalues are restored, and the design's out-of-span part, known only
+    through its Gram, is represented by any root ``R`` of that Gram (r rows): the
+    quadratic-form machinery depends on the design only through
+    ``Qx^T diag(w) Qx``, and on the zero block ``w`` is constant.  The remaining
+    n - m - r zero eigenvalues, with zero design rows, are one entry of multiplicity
+    n - m - r, so the null distribution costs O(m) per evaluation, not O(n).
     """
     extra = _n_zero_rest(prof)
     if extra <= 0:
-        return prof.lam, prof.X_rot
+        return prof.lam, prof.X_rot, None
     R = _rest_x_root(prof)
     if R.shape[0] > extra:  # pragma: no cover - rank of the rest Gram is at most n - m
         R = R[:extra]
-    Xa = np.vstack([prof.X_rot, R, np.zeros((extra - R.shape[0], prof.p))])
-    return np.concatenate([prof.lam, np.zeros(extra)]), Xa
+    r = R.shape[0]
+    blocks = [prof.X_rot, R]
+    counts = [np.ones(prof.lam.shape[0] + r)]
+    if extra > r:
+        blocks.append(np.zeros((1, prof.p)))
+        counts.append(np.array([float(extra - r)]))
+    lam = np.concatenate([prof.lam, np.zeros(r + (extra > r))])
+    return lam, np.vstack(blocks), np.concatenate(counts)
 
 
 def _null_residuals(prof: SpectralProfile) -> tuple[np.ndarray, float]:
@@ -276,7 +285,8 @@ def _liu_from_cumulants(x: float, kappa: Sequence[float]) -> tuple[float, str]:
     return float(p), f"df={df:.4g}, ncp={delta:.4g}"
 
 
-def _ratio_cumulants(lam: np.ndarray, Xr: np.ndarray, m: int, mean: float) -> np.ndarray:
+def _ratio_cumulants(lam: np.ndarray, Xr: np.ndarray, m: int, mean: float,
+                     counts: np.ndarray | None = None) -> np.ndarray:
     """Exact first four cumulants of ``Q = e^T M K M e / e^T M e`` under H0.
 
     ``Q`` is independent of ``D = e^T M e ~ chi2_m`` (a scale-free function of a
@@ -285,7 +295,7 @@ def _ratio_cumulants(lam: np.ndarray, Xr: np.ndarray, m: int, mean: float) -> np
     cumulant of ``N_c`` is zero and its others come from
     :meth:`QuadraticForm.cumulants` (no cancellation).
     """
-    k = QuadraticForm.projected(lam, Xr, shift=mean).cumulants(4)
+    k = QuadraticForm.projected(lam, Xr, shift=mean, counts=counts).cumulants(4)
     ed2 = m * (m + 2.0)
     ed3 = ed2 * (m + 4.0)
     ed4 = ed3 * (m + 6.0)
@@ -363,8 +373,8 @@ def score_test(res: "MixedLMNTKResults", method: str = "exact", *,
     if not rss0 > 0:
         return _inapplicable(name, _NULL_T0, "the OLS residuals are zero (the fixed effects "
                              "fit the data exactly): Q = 0/0")
-    lam_a, X_a = _full_spectrum(prof)
-    qf = QuadraticForm.projected(lam_a, X_a if p else None, shift=0.0)
+    lam_a, X_a, cnt = _full_spectrum(prof)
+    qf = QuadraticForm.projected(lam_a, X_a if p else None, shift=0.0, counts=cnt)
     kap = qf.cumulants(4)  # cumulants of sum_j nu_j chi2_1
     sum_nu, sum_nu2 = float(kap[0]), float(kap[1]) / 2.0
     numin, numax = qf.eig_range()
@@ -390,7 +400,7 @@ def score_test(res: "MixedLMNTKResults", method: str = "exact", *,
 
     if method in ("exact", "imhof", "davies", "saddlepoint"):
         algo = "auto" if method == "exact" else method
-        tp: TailProbability = QuadraticForm.projected(lam_a, X_a if p else None,
+        tp: TailProbability = QuadraticForm.projected(lam_a, X_a if p else None, counts=cnt,
                                                       shift=Q).sf(0.0, algo, tol)
         details["error bound"] = tp.error_bound
         details["converged"] = tp.converged
@@ -401,7 +411,7 @@ def score_test(res: "MixedLMNTKResults", method: str = "exact", *,
                           "P(sum_j (nu_j - Q) chi2_1 > 0), nu = eig((I-H)K(I-H))",
                           name=name, df=df_eff, details=details, df_name=_DF_EFF)
     if method in ("liu", "satterthwaite"):
-        kq = _ratio_cumulants(lam_a, X_a if p else None, m, mean_q)
+        kq = _ratio_cumulants(lam_a, X_a if p else None, m, mean_q, cnt)
         if method == "satterthwaite":
             a = kq[1] / (2.0 * kq[0])
             dfs = 2.0 * kq[0] ** 2 / kq[1]

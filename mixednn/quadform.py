@@ -191,6 +191,12 @@ class QuadraticForm:
         Diagonal of ``B``.
     basis : ndarray, shape (n, p), optional
         Orthonormal columns spanning the removed (fixed-effect) directions.
+    counts : array_like of int, shape (n,), optional
+        Multiplicity of each entry of ``b`` (default 1): an entry with count ``h``
+        stands for ``h`` coordinates with that diagonal value, all of them outside
+        ``range(basis)``, so its row of ``basis`` must be zero.  A low-rank kernel's
+        n - m zero eigenvalues are one entry, so every evaluation costs O(m p^2)
+        instead of O(n p^2).
 
     Notes
     -----
@@ -199,21 +205,30 @@ class QuadraticForm:
     design ``Xr`` removed.
     """
 
-    def __init__(self, b: np.ndarray, basis: Optional[np.ndarray] = None):
+    def __init__(self, b: np.ndarray, basis: Optional[np.ndarray] = None,
+                 counts: Optional[np.ndarray] = None):
         b = np.asarray(b, dtype=float).ravel()
         if not np.all(np.isfinite(b)):
             raise ValueError("weights/eigenvalues must be finite")
         n = b.shape[0]
+        h = np.ones(n) if counts is None else np.asarray(counts, dtype=float).ravel()
+        if h.shape != (n,) or np.any(h < 1) or np.any(h != np.round(h)):
+            raise ValueError("counts must be positive integers, one per weight")
         if basis is None:
             basis = np.zeros((n, 0))
         basis = np.asarray(basis, dtype=float)
         if basis.ndim != 2 or basis.shape[0] != n:
             raise ValueError("basis must have shape (n, p)")
         self.p = basis.shape[1]
+        if self.p and np.any(np.abs(basis[h > 1]).sum(axis=1) > 0):
+            raise ValueError("entries with counts > 1 must lie outside range(basis) "
+                             "(zero rows of basis)")
         if self.p == 0:
-            b = b[b != 0.0]          # zero weights do not contribute
+            keep = b != 0.0          # zero weights do not contribute
+            b, h = b[keep], h[keep]
             n = b.shape[0]
         self.b = b
+        self.h = h
         self.n = n
         self.Qx = basis if self.p else np.zeros((n, 0))
         self.scale = float(np.max(np.abs(b))) if n else 0.0
@@ -233,7 +248,8 @@ class QuadraticForm:
         return cls(np.asarray(weights, dtype=float).ravel(), None)
 
     @classmethod
-    def projected(cls, lam, Xr=None, shift: float = 0.0) -> "QuadraticForm":
+    def projected(cls, lam, Xr=None, shift: float = 0.0,
+                  counts=None) -> "QuadraticForm":
         """Weights = eigenvalues of ``M diag(lam - shift) M`` on ``range(M)``.
 
         Parameters
@@ -245,15 +261,18 @@ class QuadraticForm:
             no fixed effects.
         shift : float
             ``q`` in ``b = lam - q``.
+        counts : array_like of int, optional
+            Multiplicities (see the class); rows of ``Xr`` with a count above 1 must
+            be zero.
         """
         lam = np.asarray(lam, dtype=float).ravel()
         Qx = _orthonormal_basis(Xr, lam.shape[0])
-        return cls(lam - float(shift), Qx)
+        return cls(lam - float(shift), Qx, counts)
 
     @property
     def n_terms(self) -> int:
         """Number of chi-square terms, ``n - p`` (zero weights included when p > 0)."""
-        return self.n - self.p
+        return int(round(self.h.sum())) - self.p
 
     # ------------------------------------------------------------------ small matrices
     def _gram(self, w: np.ndarray) -> np.ndarray:
@@ -296,9 +315,9 @@ class QuadraticForm:
 
     def _phase_logmod_chunk(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ub = u[:, None] * self.b[None, :]
-        theta = 0.5 * np.arctan(ub).sum(axis=1)
+        theta = 0.5 * (np.arctan(ub) @ self.h)
         ub2 = ub * ub
-        logrho = 0.25 * np.log1p(ub2).sum(axis=1)
+        logrho = 0.25 * (np.log1p(ub2) @ self.h)
         if self.p == 0:
             return theta, logrho
         den = 1.0 + ub2
@@ -386,11 +405,12 @@ class QuadraticForm:
         if np.any(e == 0.0):
             return float("nan"), float("nan"), float("nan")
         d = 1.0 / e
-        sign0 = -1.0 if (np.count_nonzero(e < 0) % 2) else 1.0
-        L0 = np.log(np.abs(e)).sum()
+        h = self.h
+        sign0 = -1.0 if (int(round(h[e < 0].sum())) % 2) else 1.0
+        L0 = np.log(np.abs(e)) @ h
         bd = self.b * d
-        L1 = -2.0 * bd.sum()
-        L2 = -4.0 * (bd * bd).sum()
+        L1 = -2.0 * (bd @ h)
+        L2 = -4.0 * ((bd * bd) @ h)
         if self.p:
             C = self._gram(d[None, :])[0]
             C1 = self._gram((2.0 * bd * d)[None, :])[0]
@@ -427,7 +447,7 @@ class QuadraticForm:
         if k < 1:
             raise ValueError("k must be >= 1")
         b = self.b
-        powsums = np.array([np.sum(b ** r) for r in range(1, k + 1)])
+        powsums = np.array([(b ** r) @ self.h for r in range(1, k + 1)])
         traces = powsums.copy()
         if self.p:
             p = self.p
@@ -469,10 +489,7 @@ class QuadraticForm:
             tau = tau + (1e-15 * max(abs(tau), self.scale, 1e-300)) * (1 if above else -1)
             e = self.b - tau
             bump += 1
-        if above:
-            c = int(np.count_nonzero(e > 0))
-        else:
-            c = int(np.count_nonzero(e < 0))
+        c = int(round(self.h[e > 0].sum() if above else self.h[e < 0].sum()))
         if self.p:
             ev = np.linalg.eigvalsh(self._gram((1.0 / e)[None, :])[0])
             c -= int(np.count_nonzero(ev > 0) if above else np.count_nonzero(ev < 0))
@@ -509,8 +526,14 @@ class QuadraticForm:
         if self.p == 0:
             self._range = (float(self.b.min()), float(self.b.max()))
             return self._range
-        bs = np.sort(self.b)
+        order = np.argsort(self.b, kind="stable")
+        bs, cum = self.b[order], np.cumsum(self.h[order])
+        total = cum[-1]
         p = self.p
+
+        def kth(k: float) -> float:
+            # the k-th smallest of the weights with multiplicities (k = 1, 2, ...)
+            return float(bs[int(np.searchsorted(cum, k))])
 
         def bisect(lo: float, hi: float, pred) -> float:
             # pred(lo) True, pred(hi) False; returns boundary
@@ -525,13 +548,13 @@ class QuadraticForm:
             return 0.5 * (lo + hi)
 
         span = max(self.scale, 1e-300)
-        lo_max, hi_max = float(bs[-(p + 1)]), float(bs[-1])
+        lo_max, hi_max = kth(total - p), float(bs[-1])
         if hi_max - lo_max <= 0:
             numax = hi_max
         else:
             numax = bisect(lo_max - 1e-14 * span, hi_max + 1e-14 * span,
                            lambda tau: self._count(tau, True) >= 1)
-        lo_min, hi_min = float(bs[0]), float(bs[p])
+        lo_min, hi_min = float(bs[0]), kth(p + 1)
         if hi_min - lo_min <= 0:
             numin = lo_min
         else:

@@ -148,10 +148,12 @@ def _score_line(res: "MixedLMNTKResults") -> str | None:
     fn = getattr(res, "score_test", None)
     if fn is None:
         return None
-    # Imhof's integral costs O(n p^2) per evaluation over all n eigenvalues; past
-    # SUMMARY_EXACT_MAX_N rows the summary line uses the saddlepoint approximation
+    # Imhof's integral costs O(m p^2) per evaluation over the m stored eigenvalues (a
+    # low-rank basis's n - m zeros are one term with multiplicity); past
+    # SUMMARY_EXACT_MAX_N of them the summary line uses the saddlepoint approximation
     # (its .method says so) and res.score_test() stays available for the exact value.
-    method = "exact" if res.nobs <= SUMMARY_EXACT_MAX_N else "saddlepoint"
+    n_terms = res.model.profile.lam.shape[0]
+    method = "exact" if n_terms <= SUMMARY_EXACT_MAX_N else "saddlepoint"
     try:
         test = fn(method=method)
     except NotImplementedError:

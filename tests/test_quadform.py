@@ -347,3 +347,40 @@ def test_pvalue_in_unit_interval_and_monotone(w, q1, dq):
     sa = weighted_chi2_sf(q1, w, method="saddlepoint").pvalue
     sb = weighted_chi2_sf(q1 + dq, w, method="saddlepoint").pvalue
     assert 0.0 <= sa <= 1.0 and sb <= sa + 1e-8
+
+
+@pytest.mark.parametrize("p", [0, 2])
+def test_counts_equal_the_repeated_weights(p):
+    """A weight with multiplicity h (outside the removed span) is h repeated weights."""
+    rng = np.random.default_rng(4)
+    m, h = 12, 300
+    lam = np.sort(rng.gamma(2.0, size=m))[::-1]
+    shift = 0.7
+    Xm = rng.normal(size=(m + p, p)) if p else None  # p extra rows: a root of the rest Gram
+    lam_c = np.concatenate([lam, np.zeros(p), [0.0]])
+    X_c = np.vstack([Xm, np.zeros((1, p))]) if p else None
+    counts = np.concatenate([np.ones(m + p), [h]])
+    lam_e = np.concatenate([lam, np.zeros(p + h)])
+    X_e = np.vstack([Xm, np.zeros((h, p))]) if p else None
+    qc = QuadraticForm.projected(lam_c, X_c, shift=shift, counts=counts)
+    qe = QuadraticForm.projected(lam_e, X_e, shift=shift)
+    assert qc.n_terms == qe.n_terms == m + p + h - p
+    np.testing.assert_allclose(qc.cumulants(4), qe.cumulants(4), rtol=1e-10)
+    np.testing.assert_allclose(qc.eig_range(), qe.eig_range(), rtol=1e-10, atol=1e-12)
+    assert qc.n_positive() == qe.n_positive() and qc.n_negative() == qe.n_negative()
+    s = 0.5 * qc.cgf_domain()[1] if np.isfinite(qc.cgf_domain()[1]) else 0.01
+    np.testing.assert_allclose(qc.cgf(s), qe.cgf(s), rtol=1e-10)
+    u = np.array([0.01, 0.3, 2.0])
+    for a, b in zip(qc.phase_logmod(u), qe.phase_logmod(u)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    for x in (-50.0, 0.0, 20.0):
+        for method in ("imhof", "saddlepoint"):
+            assert qc.sf(x, method).pvalue == pytest.approx(qe.sf(x, method).pvalue, rel=1e-7,
+                                                            abs=1e-12)
+
+
+def test_counts_must_sit_outside_the_removed_span():
+    with pytest.raises(ValueError, match="counts > 1 must lie outside"):
+        QuadraticForm(np.array([1.0, 0.5, 0.0]), np.eye(3)[:, :1], counts=[2, 1, 1])
+    with pytest.raises(ValueError, match="positive integers"):
+        QuadraticForm(np.array([1.0, 0.5]), None, counts=[0, 1])
