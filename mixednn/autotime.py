@@ -72,6 +72,9 @@ _MAX_EXPONENT = 600.0
 #: GCV's t beyond which every direction is learned (t lam_min > this): "train to
 #: convergence", where t itself is not identified.
 _LEARNED = 30.0
+#: Largest m p^2 for which the per-direction outer products x_i x_i^T are stacked (one
+#: matrix product gives X~^T W X~ on the whole grid); above it, one product per t.
+_GRAM_MAX = 20_000_000
 #: Grid points where X~^T W X~ is this close to singular are left out of the check.
 _MIN_RCOND = 1e-10
 
@@ -167,8 +170,13 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
         sw = sw + n_out
     with np.errstate(all="ignore"):
         if p:
-            XX = np.einsum("tm,mi,mj->tij", W, X, X)
-            XX2 = np.einsum("tm,mi,mj->tij", W2, X, X)
+            if m * p * p <= _GRAM_MAX:
+                XXo = (X[:, :, None] * X[:, None, :]).reshape(m, p * p)  # rows x_i x_i^T
+                XX = (W @ XXo).reshape(-1, p, p)
+                XX2 = (W2 @ XXo).reshape(-1, p, p)
+            else:  # bounded memory: one p x p product per grid point
+                XX = np.stack([(X * w[:, None]).T @ X for w in W])
+                XX2 = np.stack([(X * w[:, None]).T @ X for w in W2])
             XY = np.stack([W @ (X[:, [i]] * Y) for i in range(p)], axis=1)    # (T, p, B)
             XY2 = np.stack([W2 @ (X[:, [i]] * Y) for i in range(p)], axis=1)
             if rest is not None:

@@ -55,6 +55,16 @@ def test_vectorised_statistic_equals_one_response_at_a_time(with_fe, reml):
     fast = excess_statistic(prof.lam, prof.X_rot, Y, prof.trace, n, grid, reml)
     slow = _brute_excess(m, Y, grid, reml)
     np.testing.assert_allclose(fast, slow, rtol=1e-8, atol=1e-12)
+    if with_fe:  # the bounded-memory branch (one X~^T W X~ per grid point) agrees
+        import mixednn.autotime as autotime
+
+        old = autotime._GRAM_MAX
+        try:
+            autotime._GRAM_MAX = 0
+            low_mem = excess_statistic(prof.lam, prof.X_rot, Y, prof.trace, n, grid, reml)
+        finally:
+            autotime._GRAM_MAX = old
+        np.testing.assert_allclose(low_mem, fast, rtol=1e-10, atol=1e-13)
     assert fast[0] > 0  # a sharp-ish signal: GCV prefers a longer time
 
 
