@@ -157,11 +157,10 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
         the likelihood's grid maximum, else 0.
     """
     m, p = X.shape
+    T = grid.shape[0]
     W = np.exp(-np.outer(grid, lam))                      # (T, m)
-    W2 = W * W
-    Y2 = Y * Y
-    yWy = W @ Y2                                          # (T, B)
-    yW2y = W2 @ Y2
+    WW = np.vstack([W, W * W])                            # weights and squared weights
+    yWy, yW2y = np.split(WW @ (Y * Y), 2)                 # (T, B) each
     sw = W.sum(axis=1)
     n_out = nobs - m
     if rest is not None:
@@ -172,13 +171,11 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
         if p:
             if m * p * p <= _GRAM_MAX:
                 XXo = (X[:, :, None] * X[:, None, :]).reshape(m, p * p)  # rows x_i x_i^T
-                XX = (W @ XXo).reshape(-1, p, p)
-                XX2 = (W2 @ XXo).reshape(-1, p, p)
+                XX, XX2 = np.split((WW @ XXo).reshape(-1, p, p), 2)
             else:  # bounded memory: one p x p product per grid point
-                XX = np.stack([(X * w[:, None]).T @ X for w in W])
-                XX2 = np.stack([(X * w[:, None]).T @ X for w in W2])
-            XY = np.stack([W @ (X[:, [i]] * Y) for i in range(p)], axis=1)    # (T, p, B)
-            XY2 = np.stack([W2 @ (X[:, [i]] * Y) for i in range(p)], axis=1)
+                XX, XX2 = np.split(np.stack([(X * w[:, None]).T @ X for w in WW]), 2)
+            XY, XY2 = np.split(np.stack([WW @ (X[:, [i]] * Y) for i in range(p)], axis=1),
+                               2)                                              # (T, p, B)
             if rest is not None:
                 XX, XX2 = XX + rest[0], XX2 + rest[0]
                 XY, XY2 = XY + rest[1], XY2 + rest[1]
@@ -194,8 +191,8 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
             trM = sw - np.einsum("tii->t", np.linalg.solve(XX, XX2))
             logdet = np.linalg.slogdet(XX)[1]
         else:
-            rss, e2, trM, logdet = yWy, yW2y, sw, np.zeros(grid.shape[0])
-            valid = np.ones(grid.shape[0], dtype=bool)
+            rss, e2, trM, logdet = yWy, yW2y, sw, np.zeros(T)
+            valid = np.ones(T, dtype=bool)
         # near interpolation (GCV's own guard in the fit) is left out as well
         valid &= trM >= max(2.0, 0.01 * nobs)
         dof = nobs - p if reml else nobs

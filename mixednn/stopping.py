@@ -577,7 +577,10 @@ def fit_with_rule(model: "MixedLMNTK", reml: bool = True, t_method: str | None =
 def leaves_residual_df(data: SmootherData, est: TimeEstimate) -> bool:
     """False when the fit at ``est.t`` leaves fewer than ``max(2, n/100)`` residual
     degrees of freedom ``tr(I - H_t)`` (near interpolation)."""
-    trM = data.parts(est.t)["trM"]
+    return _residual_df_ok(data, data.parts(est.t)["trM"])
+
+
+def _residual_df_ok(data: SmootherData, trM: float) -> bool:
     return not (np.isfinite(trM) and trM < max(2.0, 0.01 * data.nobs))
 
 
@@ -586,8 +589,8 @@ def _warn_near_interpolation(data: SmootherData, est: TimeEstimate, stacklevel: 
     points are unstable: say so when fewer than max(2, n/100) residual df are left."""
     if est.criterion in _LIKELIHOOD or est.at_upper or est.boundary:
         return
-    if not leaves_residual_df(data, est):
-        trM = data.parts(est.t)["trM"]
+    trM = data.parts(est.t)["trM"]
+    if not _residual_df_ok(data, trM):
         warnings.warn(f"{est.criterion} chose a nearly interpolating fit (residual df tr(I - H) "
                       f"= {trM:.3g} of n = {data.nobs}); predictions at new points may be "
                       "unstable: compare t_method='reml' or 'loo'", InterpolationWarning,
