@@ -43,7 +43,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 import mixednn as mn
-from mixednn.results import _phi
+from mixednn.numerics import flow_filter
 from mixednn.stopping import diagnose
 
 #: "auto" is the package's default rule, ``fit()`` (mixednn.autotime)
@@ -192,7 +192,7 @@ class HeldOut:
         prof = self.prof
         beta = prof.point(t, True).beta
         r = prof.y_rot - prof.X_rot @ beta
-        pred = self.s.X_test @ beta + self.krot.T @ (_phi(t, prof.lam) * r)
+        pred = self.s.X_test @ beta + self.krot.T @ (flow_filter(t, prof.lam) * r)
         return float(np.mean((self.s.y_test - pred) ** 2))
 
     def oracle(self) -> tuple[float, float]:

@@ -44,10 +44,11 @@ from scipy import stats
 from scipy.optimize import brentq
 
 import mixednn as mn
-from mixednn.inference import (_NullSimulator, _liu_from_cumulants, _ratio_cumulants,
-                               simulate_lr_null)
-from mixednn.quadform import QuadraticForm, projected_ratio_sf
-from mixednn.spectral import BoundaryFitWarning
+from mixednn.chi2sums import projected_ratio_sf
+from mixednn.inference import liu_from_cumulants, ratio_cumulants
+from mixednn.lrnull import NullSimulator, simulate_lr_null
+from mixednn.quadform import QuadraticForm
+from mixednn.exceptions import BoundaryFitWarning
 
 ALPHAS = (0.05, 0.01)
 METHODS = ("exact", "satt", "liu", "plugin", "plug-satt", "rlrt-sim", "rlrt-mix")
@@ -77,7 +78,7 @@ class Criticals:
         kap = qf.cumulants(4)
         numin, numax = qf.eig_range()
         mean_q = kap[0] / m
-        self.kq = _ratio_cumulants(lam, Xr, m, mean_q)
+        self.kq = ratio_cumulants(lam, Xr, m, mean_q)
         self.crit = {}
         for a in ALPHAS:
             c = {}
@@ -86,7 +87,7 @@ class Criticals:
             sa = self.kq[1] / (2 * self.kq[0])
             sdf = 2 * self.kq[0] ** 2 / self.kq[1]
             c["satt"] = sa * stats.chi2.isf(a, sdf)
-            c["liu"] = brentq(lambda q: _liu_from_cumulants(q, self.kq)[0] - a, numin, numax,
+            c["liu"] = brentq(lambda q: liu_from_cumulants(q, self.kq)[0] - a, numin, numax,
                               xtol=1e-13, rtol=1e-13)
             hi = kap[0] + 60 * math.sqrt(kap[1])
             c["plugin"] = brentq(lambda s: qf.sf(s, "davies").pvalue - a, kap[0] * 0.5, hi,
@@ -118,7 +119,7 @@ def statistics(prof, Yr: np.ndarray):
     B = np.linalg.lstsq(Xr, Yr, rcond=None)[0]
     R = Yr - Xr @ B
     Q = (lam @ (R * R)) / np.sum(R * R, axis=0)
-    sim = _NullSimulator(prof, True)
+    sim = NullSimulator(prof, True)
     z = np.zeros((prof.p, Yr.shape[1]))
     z0 = np.zeros(Yr.shape[1])
     out = np.empty(Yr.shape[1])
@@ -253,8 +254,7 @@ def low_rank_speed(seed: int, n: int = 50_000, m: int = 300) -> str:
     """Exact score null of a low-rank fit: the n - m zero eigenvalues as one term with
     multiplicity (the package) against the same form with them repeated (the baseline),
     in the same run."""
-    from mixednn.inference import _full_spectrum
-    from mixednn.quadform import QuadraticForm
+    from mixednn.inference import full_spectrum
 
     rng = np.random.default_rng(seed)
     Z = rng.normal(size=(n, 3))
@@ -266,7 +266,7 @@ def low_rank_speed(seed: int, n: int = 50_000, m: int = 300) -> str:
     t0 = time.perf_counter()
     st = res.score_test("exact")
     t_new = time.perf_counter() - t0
-    lam, Xa, cnt = _full_spectrum(res.model.profile)
+    lam, Xa, cnt = full_spectrum(res.model.profile)
     reps = cnt.astype(int)
     t0 = time.perf_counter()
     base = QuadraticForm.projected(np.repeat(lam, reps), np.repeat(Xa, reps, axis=0),

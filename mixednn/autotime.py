@@ -58,10 +58,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spectral import TimeEstimate
+from .profile import SpectralProfile, TimeEstimate
+from .smoother import SmootherData
+from .stopping import choose_time, leaves_residual_df
 
-__all__ = ["AutoCheck", "excess_statistic", "auto_time"]
+__all__ = ["AutoCheck", "excess_statistic", "null_draws", "auto_time", "AUTO_OPTIONS",
+           "AUTO_ALPHA", "AUTO_NSIM", "AUTO_MIN_EXCESS", "GRAM_MAX"]
 
+#: The options of the default rule (``fit(t_options={...})``).
+AUTO_OPTIONS = ("alpha", "nsim", "min_excess", "seed", "points_per_decade")
 #: Defaults of the check (``fit(t_options={"alpha": ..., "nsim": ..., "seed": ...})``).
 AUTO_ALPHA = 0.01
 AUTO_NSIM = 199
@@ -74,12 +79,12 @@ _MAX_EXPONENT = 600.0
 _LEARNED = 30.0
 #: Largest m p^2 for which the per-direction outer products x_i x_i^T are stacked (one
 #: matrix product gives X~^T W X~ on the whole grid); above it, one product per t.
-_GRAM_MAX = 20_000_000
+GRAM_MAX = 20_000_000
 #: Grid points where X~^T W X~ is this close to singular are left out of the check.
 _MIN_RCOND = 1e-10
 
 
-@dataclass
+@dataclass(frozen=True)
 class AutoCheck:
     """What the default rule found (``res.auto_check``).
 
@@ -169,7 +174,7 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
         sw = sw + n_out
     with np.errstate(all="ignore"):
         if p:
-            if m * p * p <= _GRAM_MAX:
+            if m * p * p <= GRAM_MAX:
                 XXo = (X[:, :, None] * X[:, None, :]).reshape(m, p * p)  # rows x_i x_i^T
                 XX, XX2 = np.split((WW @ XXo).reshape(-1, p, p), 2)
             else:  # bounded memory: one p x p product per grid point
@@ -211,9 +216,14 @@ def excess_statistic(lam: np.ndarray, X: np.ndarray, Y: np.ndarray, trace: float
     return ex
 
 
-def _null_draws(profile, t: float, nsim: int, rng: np.random.Generator,
-                n_out: int) -> tuple[np.ndarray, tuple | None]:
-    """Rotated responses under the fitted model (beta = 0, s2 = 1: E is invariant to both)."""
+def null_draws(profile: SpectralProfile, t: float, nsim: int, rng: np.random.Generator,
+               n_out: int) -> tuple[np.ndarray, tuple | None]:
+    """Rotated responses under the fitted model (beta = 0, s2 = 1: E is invariant to both).
+
+    Returns the draws in the basis (m x nsim) and, for a low-rank basis, the simulated
+    sufficient statistics ``(X_c^T X_c, X_c^T Y_c, Y_c^T Y_c)`` of the ``n_out``
+    directions outside it (None otherwise).
+    """
     lam = profile.lam
     Y = np.exp(0.5 * t * lam)[:, None] * rng.standard_normal((lam.shape[0], nsim))
     if profile.rest_gram is None:
@@ -235,14 +245,14 @@ def _null_draws(profile, t: float, nsim: int, rng: np.random.Generator,
     return Y, (XX, XY, YY)
 
 
-def auto_time(data, reml: bool = True, *, alpha: float = AUTO_ALPHA, nsim: int = AUTO_NSIM,
+def auto_time(data: SmootherData, reml: bool = True, *, alpha: float = AUTO_ALPHA, nsim: int = AUTO_NSIM,
               min_excess: float = AUTO_MIN_EXCESS, seed: int = 0,
               points_per_decade: int | None = None) -> tuple[TimeEstimate, AutoCheck]:
     """Choose t by the default rule (module notes).
 
     Parameters
     ----------
-    data : mixednn.stopping.SmootherData
+    data : mixednn.smoother.SmootherData
     reml : bool
         The likelihood whose time is checked (REML or ML).
     alpha : float
@@ -264,8 +274,6 @@ def auto_time(data, reml: bool = True, *, alpha: float = AUTO_ALPHA, nsim: int =
     -------
     (TimeEstimate, AutoCheck)
     """
-    from .stopping import choose_time, leaves_residual_df  # circular at import
-
     if not 0 < alpha < 1:
         raise ValueError(f"alpha of the auto rule must be in (0, 1), got {alpha!r}")
     if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 19:
@@ -299,7 +307,7 @@ def auto_time(data, reml: bool = True, *, alpha: float = AUTO_ALPHA, nsim: int =
         return keep(f"GCV's excess at {lik.upper()}'s t is {100 * ex_obs:.1f}%, at most "
                     f"{100 * min_excess:g}%", ex=ex_obs, pv=math.nan)
     rng = np.random.default_rng(seed)
-    Y, rest = _null_draws(prof, est.t, int(nsim), rng, n_out)
+    Y, rest = null_draws(prof, est.t, int(nsim), rng, n_out)
     ex_null = excess_statistic(lam, prof.X_rot, Y, prof.trace, data.nobs, grid, reml, rest)
     pv = float((1 + np.sum(ex_null >= ex_obs)) / (nsim + 1))
     gcv = choose_time(data, "gcv", reml, **ppd)
@@ -326,44 +334,3 @@ def auto_time(data, reml: bool = True, *, alpha: float = AUTO_ALPHA, nsim: int =
                               "with free leading modes (k by GCV across k)")
     return keep(f"{rejected}; GCV's own t {why} and free modes need a full REML "
                 f"eigendecomposition, so {lik.upper()}'s t is kept", gcv.t, ex_obs, pv)
-
-
-def fit_auto(model, reml: bool = True, t_options: dict | None = None,
-             stacklevel: int = 3):
-    """What :meth:`MixedLMNTK.fit` does by default (``t_method="auto"``).
-
-    Parameters
-    ----------
-    model : MixedLMNTK
-    reml : bool
-    t_options : dict, optional
-        ``alpha``, ``nsim``, ``min_excess``, ``seed``, ``points_per_decade``.
-
-    Returns
-    -------
-    MixedLMNTKResults
-        With ``auto_check`` (:class:`AutoCheck`); ``t_method`` is the rule that chose t.
-    """
-    from .results import MixedLMNTKResults
-    from .stopping import SmootherData, _warn
-
-    opts = dict(t_options or {})
-    bad = set(opts) - {"alpha", "nsim", "min_excess", "seed", "points_per_decade"}
-    if bad:
-        raise TypeError(f"unknown option(s) for t_method='auto': {sorted(bad)}; valid: alpha, "
-                        "nsim, min_excess, seed, points_per_decade")
-    data = SmootherData.rotated(model)  # a streamed fit reads no rows here
-    est, check = auto_time(data, reml, **opts)
-    if check.rule == "free_modes":
-        from .freemodes import fit_free_modes
-
-        res = fit_free_modes(model, reml=True, t_method="reml", free_modes="auto",
-                             stacklevel=stacklevel + 1)
-        res.auto_check = check
-        return res
-    _warn(est, stacklevel + 1)
-    res = MixedLMNTKResults(model, est, reml)
-    res.auto_check = check
-    if check.switched:
-        res._t_reml = check.t_likelihood if reml else None
-    return res

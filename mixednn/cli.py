@@ -10,7 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main"]
+from . import datasets
+from .kernels import MLP
+from .model import MixedLMNTK
+
+__all__ = ["main", "format_pvalue"]
 
 DEMO_FORMULA = "np.log1p(bikers) ~ workingday + C(weathersit) + C(season)"
 DEMO_NTK = "~ hr + temp + hum + windspeed"
@@ -19,16 +23,14 @@ DEMO_NTK = "~ hr + temp + hum + windspeed"
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import mixednn as mn
-
-    df = mn.datasets.load("bikeshare")
+    df = datasets.load("bikeshare")
     sub = df.sample(n=min(args.n, len(df)), random_state=args.seed) if args.n < len(df) else df
     print(f"Bikeshare (ISLP; UCI Bike Sharing, Fanaee-T & Gama 2013): {len(sub):,} of "
           f"{len(df):,} hourly rows (random subset, seed {args.seed})\n")
     print(f"  formula: {DEMO_FORMULA}\n  network inputs: {DEMO_NTK}\n"
           f"  network: MLP(depth={args.depth}, activation={args.activation!r}), infinite width\n")
-    model = mn.MixedLMNTK.from_formula(DEMO_FORMULA, sub, ntk=DEMO_NTK,
-                                       network=mn.MLP(depth=args.depth, activation=args.activation))
+    model = MixedLMNTK.from_formula(DEMO_FORMULA, sub, ntk=DEMO_NTK,
+                                    network=MLP(depth=args.depth, activation=args.activation))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = model.fit()
@@ -58,42 +60,38 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_tests(res) -> None:
     """Print the tests of H0: t = 0 (should the network be trained at all?).
 
-    Uses ``res.score_test()`` and ``res.lr_test()`` when :mod:`mixednn.inference`
-    provides them; otherwise the restricted likelihood ratio with its asymptotic
-    50:50 mixture of chi2_0 and chi2_1 (model.md section 3).
+    Uses ``res.score_test()`` and ``res.lr_test()`` (:mod:`mixednn.inference`); when
+    neither can be computed here (``NotImplementedError``), the restricted likelihood
+    ratio with its asymptotic 50:50 mixture of chi2_0 and chi2_1 (model.md section 3).
     """
     from scipy import stats
 
     print("\nShould the network be trained at all? Tests of H0: t = 0")
     shown = False
-    calls = (("score_test", "Score test", {}),
-             ("lr_test", "Restricted LRT" if res.reml else "LRT", {"nsim": 2000, "seed": 0}))
-    for name, label, kwargs in calls:
-        fn = getattr(res, name, None)
-        if fn is None:
-            continue
+    calls = ((res.score_test, "Score test", {}),
+             (res.lr_test, "Restricted LRT" if res.reml else "LRT", {"nsim": 2000, "seed": 0}))
+    for fn, label, kwargs in calls:
         try:
             test = fn(**kwargs)
         except NotImplementedError:
             continue
-        if not getattr(test, "valid", True):
-            print(f"  {label:<15} not applicable: {getattr(test, 'reason', '')}")
+        if not test.valid:  # an InapplicableTest, which says why
+            print(f"  {label:<15} not applicable: {test.reason}")
             continue
-        stat = getattr(test, "statistic", getattr(test, "stat", float("nan")))
-        how = getattr(test, "method", getattr(test, "null", ""))
-        mix = getattr(test, "details", {}).get("mixture p-value")
-        how = how + (f"; 50:50 mixture p-value {_fmt_p(mix)}" if mix is not None else "")
-        print(f"  {label:<15} statistic = {stat:.4g}, p-value = {_fmt_p(test.pvalue)}"
-              + (f" ({how})" if how else ""))
+        mix = test.details.get("mixture p-value")
+        how = test.method + (f"; 50:50 mixture p-value {format_pvalue(mix)}"
+                             if mix is not None else "")
+        print(f"  {label:<15} statistic = {test.statistic:.4g}, "
+              f"p-value = {format_pvalue(test.pvalue)}" + (f" ({how})" if how else ""))
         shown = True
     if not shown:
         rlrt = max(2.0 * (res.llf - res.estimate.llf_zero), 0.0)
         p = 0.5 * float(stats.chi2.sf(rlrt, 1)) if rlrt > 0 else 1.0
         print(f"  {'Restricted LRT' if res.reml else 'LRT':<15} statistic = {rlrt:.4g}, "
-              f"p-value = {_fmt_p(p)} (asymptotic 50:50 mixture of chi2_0 and chi2_1)")
+              f"p-value = {format_pvalue(p)} (asymptotic 50:50 mixture of chi2_0 and chi2_1)")
 
 
-def _fmt_p(p: float) -> str:
+def format_pvalue(p: float) -> str:
     """A p-value that underflowed to 0 prints as a bound, not as 0."""
     p = float(p)
     return "< 1e-300" if p < 1e-300 else f"{p:.4g}"
@@ -128,17 +126,15 @@ def _read_data(path: str):
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import mixednn as mn
-
     df = _read_data(args.data)
     ntk = args.ntk
     if ntk is not None and "~" not in ntk:
         ntk = [c.strip() for c in ntk.split(",") if c.strip()]
     try:
-        model = mn.MixedLMNTK.from_formula(
+        model = MixedLMNTK.from_formula(
             args.formula, df, ntk=ntk,
-            network=mn.MLP(depth=args.depth, activation=args.activation,
-                           weight_std=args.weight_std, bias_std=args.bias_std))
+            network=MLP(depth=args.depth, activation=args.activation,
+                        weight_std=args.weight_std, bias_std=args.bias_std))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = model.fit(reml=not args.ml, t_method=args.t_method)
@@ -173,10 +169,8 @@ def _fit(args: argparse.Namespace) -> int:
 def _datasets(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    import mixednn as mn
-
     with pd.option_context("display.max_colwidth", 70, "display.width", 160):
-        print(mn.datasets.list().to_string(index=False))
+        print(datasets.list().to_string(index=False))
     return 0
 
 

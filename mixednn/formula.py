@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,8 @@ class DesignData:
     exog: np.ndarray
     ntk_inputs: np.ndarray | None
     offset: np.ndarray
+    #: rows held in memory (a streamed design, :mod:`mixednn.streaming`, sets True)
+    streamed: ClassVar[bool] = False
     endog_name: str = "y"
     exog_names: list[str] = field(default_factory=list)
     ntk_names: list[str] = field(default_factory=list)
@@ -102,7 +104,8 @@ def _check_no_inf(values: np.ndarray, names: Sequence[str], what: str) -> None:
             "remove or recode those rows before fitting")
 
 
-def _columns_mentioned(frame: pd.DataFrame, text: str) -> list[str]:
+def columns_mentioned(frame: pd.DataFrame, text: str) -> list[str]:
+    """The columns of ``frame`` whose names occur in the formula text(s)."""
     out = []
     for c in frame.columns:
         if isinstance(c, str) and re.search(r"(?<![\w.])" + re.escape(c) + r"(?![\w])", text):
@@ -110,7 +113,8 @@ def _columns_mentioned(frame: pd.DataFrame, text: str) -> list[str]:
     return out
 
 
-def _capture_env(eval_env: int | EvalEnvironment) -> EvalEnvironment:
+def capture_env(eval_env: int | EvalEnvironment) -> EvalEnvironment:
+    """patsy's evaluation environment ``eval_env`` frames up from the caller."""
     if isinstance(eval_env, EvalEnvironment):
         env = eval_env
     else:
@@ -119,7 +123,8 @@ def _capture_env(eval_env: int | EvalEnvironment) -> EvalEnvironment:
     return env.with_outer_namespace({"np": np, "numpy": np})
 
 
-def _ntk_desc(ntk: str) -> ModelDesc:
+def ntk_desc(ntk: str) -> ModelDesc:
+    """The network-input formula as a patsy description, intercept removed."""
     try:
         desc = ModelDesc.from_formula(ntk)
     except patsy.PatsyError as exc:
@@ -207,78 +212,19 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     -------
     DesignData
     """
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if missing not in ("drop", "raise"):
-        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-    if not isinstance(formula, str) or "~" not in formula:
-        raise ValueError(f"formula must be a two-sided patsy formula like 'y ~ x1 + x2', got {formula!r}")
-    env = _capture_env(eval_env if isinstance(eval_env, EvalEnvironment) else eval_env + 1)
+    _check_formula_options(formula, data, missing)
+    env = capture_env(eval_env if isinstance(eval_env, EvalEnvironment) else eval_env + 1)
     # Positional index so that rows can be aligned across designs whatever the user's index.
     frame = data.reset_index(drop=True)
     na = NAAction(NA_types=["None", "NaN"])
-    try:
-        y_df, X_df = patsy.dmatrices(formula, frame, eval_env=env, NA_action=na,
-                                     return_type="dataframe")
-    except patsy.PatsyError as exc:
-        raise ValueError(_patsy_message(exc, formula, frame)) from None
-    if y_df.shape[1] != 1:
-        raise ValueError(
-            f"the response of {formula!r} expands to {y_df.shape[1]} columns "
-            f"({list(y_df.columns)}); it must be a single numeric variable")
-    keep = pd.Index(y_df.index)
-    ntk_formula = ntk_columns = None
-    Z_df = None
-    if ntk is not None:
-        if isinstance(ntk, str):
-            ntk_formula = ntk
-            try:
-                Z_df = patsy.dmatrix(_ntk_desc(ntk), frame, eval_env=env, NA_action=na,
-                                     return_type="dataframe")
-            except patsy.PatsyError as exc:
-                raise ValueError(_patsy_message(exc, ntk, frame)) from None
-        else:
-            ntk_columns = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
-            if not ntk_columns:
-                raise ValueError("ntk= is an empty list; name at least one network input")
-            missing_cols = [c for c in ntk_columns if c not in frame.columns]
-            if missing_cols:
-                raise KeyError(f"network input column(s) {missing_cols} not found in data; "
-                               f"available: {list(frame.columns)}")
-            non_numeric = [c for c in ntk_columns
-                           if not (pd.api.types.is_numeric_dtype(frame[c])
-                                   or pd.api.types.is_bool_dtype(frame[c]))]
-            if non_numeric:
-                raise TypeError(
-                    f"network input column(s) {non_numeric} are not numeric; pass a formula "
-                    f"instead, e.g. ntk='~ C({non_numeric[0]}) + ...', to expand them")
-            Z_df = frame[ntk_columns].astype(float)
-            Z_df = Z_df.loc[Z_df.notna().all(axis=1)]
-        keep = keep.intersection(Z_df.index, sort=False)
-    off = np.zeros(len(frame))
-    offset_spec = None
-    if offset is not None:
-        if isinstance(offset, str):
-            if offset not in frame.columns:
-                raise KeyError(f"offset column {offset!r} not found in data")
-            off = _as_float_column(frame[offset], f"offset column {offset!r}")
-            offset_spec = offset
-        else:
-            off = _as_float_column(offset, "offset").ravel()
-            if off.shape[0] != len(frame):
-                raise ValueError(f"offset has {off.shape[0]} values but data has {len(frame)} rows")
-            offset_spec = "array"
-        keep = keep.intersection(pd.Index(np.flatnonzero(~np.isnan(off))), sort=False)
-    keep = keep.sort_values()
+    y_df, X_df = _response_and_design(formula, frame, env, na)
+    Z_df, ntk_formula, ntk_columns = _network_input_frame(ntk, frame, env, na)
+    off, offset_spec = _offset_values(offset, frame)
+    keep = _complete_rows(y_df, Z_df, off if offset is not None else None)
     n_dropped = len(frame) - len(keep)
     if n_dropped and missing == "raise":
-        texts = formula + " " + (ntk_formula or " ".join(map(str, ntk_columns or [])))
-        cols = [c for c in _columns_mentioned(frame, texts) if frame[c].isna().any()]
-        if isinstance(offset, str) and frame[offset].isna().any():
-            cols.append(offset)
-        raise ValueError(
-            f"{n_dropped} row(s) have missing values (in {cols or 'the variables used'}); "
-            "use missing='drop' to fit on the complete rows")
+        _raise_missing(n_dropped, frame, formula + " " + (ntk_formula or " ".join(
+            map(str, ntk_columns or []))), offset)
     if len(keep) == 0:
         raise ValueError("no complete rows remain after dropping missing values")
     pos = keep.to_numpy()
@@ -289,13 +235,7 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     exog_names = list(X_df.columns)
     ntk_names = list(Z_df.columns) if Z_df is not None else []
     endog_name = str(y_df.columns[0])
-    _check_no_inf(y[:, None], [endog_name], "the response")
-    _check_no_inf(X, exog_names, "the fixed-effects design")
-    if Z is not None:
-        _check_no_inf(Z, ntk_names, "the network inputs")
-    _check_no_inf(offset_arr[:, None], ["offset"], "the offset")
-    check_fixed_effects(X, exog_names)
-    _validate_response(y, endog_name, X.shape[1])
+    _check_design_values(y, X, Z, offset_arr, endog_name, exog_names, ntk_names)
     return DesignData(
         endog=y, exog=X, ntk_inputs=Z, offset=offset_arr, endog_name=endog_name,
         exog_names=exog_names, ntk_names=ntk_names, row_labels=data.index[pos],
@@ -304,7 +244,113 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
         ntk_columns=ntk_columns, offset_spec=offset_spec, formula=formula, ntk_formula=ntk_formula)
 
 
-def _patsy_message(exc: Exception, formula: str, frame: pd.DataFrame) -> str:
+def _check_formula_options(formula: Any, data: Any, missing: str) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ValueError(f"formula must be a two-sided patsy formula like 'y ~ x1 + x2', got {formula!r}")
+
+
+def _response_and_design(formula: str, frame: pd.DataFrame, env: EvalEnvironment,
+                         na: NAAction) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The response (one column) and the fixed-effects design, complete rows only."""
+    try:
+        y_df, X_df = patsy.dmatrices(formula, frame, eval_env=env, NA_action=na,
+                                     return_type="dataframe")
+    except patsy.PatsyError as exc:
+        raise ValueError(patsy_message(exc, formula, frame)) from None
+    if y_df.shape[1] != 1:
+        raise ValueError(
+            f"the response of {formula!r} expands to {y_df.shape[1]} columns "
+            f"({list(y_df.columns)}); it must be a single numeric variable")
+    return y_df, X_df
+
+
+def _network_input_frame(ntk: str | Sequence[str] | None, frame: pd.DataFrame,
+                         env: EvalEnvironment, na: NAAction
+                         ) -> tuple[pd.DataFrame | None, str | None, list | None]:
+    """``(Z_df, ntk_formula, ntk_columns)``: the network inputs (complete rows) from a
+    one-sided formula or a list of numeric columns (None when ``ntk`` is None)."""
+    if ntk is None:
+        return None, None, None
+    if isinstance(ntk, str):
+        try:
+            Z_df = patsy.dmatrix(ntk_desc(ntk), frame, eval_env=env, NA_action=na,
+                                 return_type="dataframe")
+        except patsy.PatsyError as exc:
+            raise ValueError(patsy_message(exc, ntk, frame)) from None
+        return Z_df, ntk, None
+    ntk_columns = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
+    if not ntk_columns:
+        raise ValueError("ntk= is an empty list; name at least one network input")
+    missing_cols = [c for c in ntk_columns if c not in frame.columns]
+    if missing_cols:
+        raise KeyError(f"network input column(s) {missing_cols} not found in data; "
+                       f"available: {list(frame.columns)}")
+    non_numeric = [c for c in ntk_columns
+                   if not (pd.api.types.is_numeric_dtype(frame[c])
+                           or pd.api.types.is_bool_dtype(frame[c]))]
+    if non_numeric:
+        raise TypeError(
+            f"network input column(s) {non_numeric} are not numeric; pass a formula "
+            f"instead, e.g. ntk='~ C({non_numeric[0]}) + ...', to expand them")
+    Z_df = frame[ntk_columns].astype(float)
+    return Z_df.loc[Z_df.notna().all(axis=1)], None, ntk_columns
+
+
+def _offset_values(offset: Any, frame: pd.DataFrame) -> tuple[np.ndarray, str | None]:
+    """The offset of every row of ``frame`` (zeros without one) and how it was given."""
+    if offset is None:
+        return np.zeros(len(frame)), None
+    if isinstance(offset, str):
+        if offset not in frame.columns:
+            raise KeyError(f"offset column {offset!r} not found in data")
+        return _as_float_column(frame[offset], f"offset column {offset!r}"), offset
+    off = _as_float_column(offset, "offset").ravel()
+    if off.shape[0] != len(frame):
+        raise ValueError(f"offset has {off.shape[0]} values but data has {len(frame)} rows")
+    return off, "array"
+
+
+def _complete_rows(y_df: pd.DataFrame, Z_df: pd.DataFrame | None,
+                   off: np.ndarray | None) -> pd.Index:
+    """Positions of the rows complete in every part (response and design, network
+    inputs, offset), sorted."""
+    keep = pd.Index(y_df.index)
+    if Z_df is not None:
+        keep = keep.intersection(Z_df.index, sort=False)
+    if off is not None:
+        keep = keep.intersection(pd.Index(np.flatnonzero(~np.isnan(off))), sort=False)
+    return keep.sort_values()
+
+
+def _raise_missing(n_dropped: int, frame: pd.DataFrame, texts: str, offset: Any) -> None:
+    """The error of ``missing="raise"``, naming the columns with missing values."""
+    cols = [c for c in columns_mentioned(frame, texts) if frame[c].isna().any()]
+    if isinstance(offset, str) and frame[offset].isna().any():
+        cols.append(offset)
+    raise ValueError(
+        f"{n_dropped} row(s) have missing values (in {cols or 'the variables used'}); "
+        "use missing='drop' to fit on the complete rows")
+
+
+def _check_design_values(y: np.ndarray, X: np.ndarray, Z: np.ndarray | None,
+                         offset: np.ndarray, endog_name: str, exog_names: list[str],
+                         ntk_names: list[str]) -> None:
+    """No infinite values, a full-rank fixed-effects design, a usable response."""
+    _check_no_inf(y[:, None], [endog_name], "the response")
+    _check_no_inf(X, exog_names, "the fixed-effects design")
+    if Z is not None:
+        _check_no_inf(Z, ntk_names, "the network inputs")
+    _check_no_inf(offset[:, None], ["offset"], "the offset")
+    check_fixed_effects(X, exog_names)
+    _validate_response(y, endog_name, X.shape[1])
+
+
+def patsy_message(exc: Exception, formula: str, frame: pd.DataFrame) -> str:
+    """A one-line message for a patsy error that names the formula and the fix."""
     msg = str(exc).splitlines()[0]
     if "NameError" in str(exc) or "not defined" in str(exc) or "name" in msg.lower():
         return (f"could not evaluate formula {formula!r}: {msg}. Check the column names; "

@@ -46,9 +46,9 @@ True
 
 from __future__ import annotations
 
-import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -56,9 +56,10 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
-from .kernels import KernelSource
+from .kernels import KernelSource, resolve_kernel
 from .kernels.analytic import MLP
-from .spectral import SpectralProfile, decompose
+from .profile import SpectralProfile
+from .spectral import decompose
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -363,8 +364,6 @@ def with_network(model: "MixedLMNTK", network: Any) -> "MixedLMNTK":
     MixedLMNTK
         Not yet decomposed.
     """
-    from .kernels import resolve_kernel
-
     if isinstance(network, ScaledInputsMLP):
         src = network.source()
     elif isinstance(network, MLP) and network.width is None:
@@ -376,12 +375,7 @@ def with_network(model: "MixedLMNTK", network: Any) -> "MixedLMNTK":
                         f"KernelSource, got {type(network).__name__}")
     if model.scaled_inputs is None:
         raise ValueError("this model has no network inputs (precomputed kernel): nothing to tune")
-    new = copy.copy(model)
-    new.kernel_source = src
-    new.network = src.network
-    new._basis = None
-    new._profile = None
-    return new
+    return model.with_kernel(src)
 
 
 # ------------------------------------------------------------------------ optimisation
@@ -505,10 +499,41 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
     ``bias_std > 0`` to isolate single inputs.  The number of kernel
     hyperparameters enters the AIC of the comparison table.
     """
-    from .kernels.analytic import MLP as _MLP
-
     net = model.network
-    if not isinstance(net, _MLP) or net.width is not None:
+    _check_optimizable(model, net, input_scales)
+    Z, y, X = _rows_to_optimize(model, subsample, seed)
+    depths = [net.depth] if depths is None else [int(d) for d in depths]
+    if not depths or min(depths) < 0:
+        raise ValueError(f"depths must be non-negative integers, got {depths}")
+    b0, b_fixed = _bias_start(net, bias_std)
+    fit_bias = bias_std is True
+    homogeneous = net.activation in ("relu", "leaky_relu", "abs", "identity", "linear")
+    # K(c s, c b) = c^2 K(s, b) for these: only ratios are identified, so the bias is
+    # parameterised relative to the geometric mean of the scales (``ratio`` mode) and the
+    # result normalised to scales with geometric mean 1
+    par = _Parameters(d=Z.shape[1], ard=input_scales == "ard", fit_bias=fit_bias,
+                      ratio=fit_bias and input_scales == "ard" and homogeneous)
+    search = _DepthSearch(Z, y, X, net, par, b0=b0, b_fixed=b_fixed, reml=reml,
+                          bounds=bounds, maxiter=maxiter, k_fe=model.k_fe)
+    rows = []
+    best = None
+    for depth in depths:
+        row, cand = search.run(depth)
+        rows.append(row)
+        if best is None or cand[0] > best[0]:
+            best = cand
+    search.cost["seconds"] = time.perf_counter() - search.t_start
+    l_hat, depth, ls, b_hat, l_start = best
+    network, scales = _chosen_network(model, net, depth, ls, b_hat)
+    table = pd.DataFrame(rows).set_index("depth")
+    return KernelOptimization(network, with_network(model, network), depth, b_hat, scales, l_hat,
+                              l_start, reml, table, search.cost)
+
+
+# ------------------------------------------------------------ steps of optimize_kernel()
+
+def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None) -> None:
+    if not isinstance(net, MLP) or net.width is not None:
         raise ValueError("optimize_kernel needs a model with an analytic network (mn.MLP with "
                          f"width=None); this model's kernel is {model.kernel_source.description!r}")
     if net.activation not in DIFFERENTIABLE:
@@ -519,6 +544,11 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         raise ValueError(f"input_scales must be 'ard' or None, got {input_scales!r}")
     if model.profile.rest_gram is not None:
         raise NotImplementedError("optimize_kernel needs a dense (full) decomposition")
+
+
+def _rows_to_optimize(model: "MixedLMNTK", subsample: int | None, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled inputs, ``y - offset`` and X of all rows, or of a random subset."""
     Z = model.scaled_inputs
     y = model.endog - model.offset
     X = model.exog
@@ -529,98 +559,144 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         if subsample < n:
             idx = np.sort(np.random.default_rng(seed).choice(n, int(subsample), replace=False))
             Z, y, X = Z[idx], y[idx], X[idx]
-    depths = [net.depth] if depths is None else [int(d) for d in depths]
-    if not depths or min(depths) < 0:
-        raise ValueError(f"depths must be non-negative integers, got {depths}")
-    fit_bias = bias_std is True
-    homogeneous = net.activation in ("relu", "leaky_relu", "abs", "identity", "linear")
-    # K(c s, c b) = c^2 K(s, b) for these: only ratios are identified, so the bias is
-    # parameterised relative to the geometric mean of the scales (``ratio`` mode) and the
-    # result normalised to scales with geometric mean 1
-    ratio = fit_bias and input_scales == "ard" and homogeneous
+    return Z, y, X
+
+
+def _bias_start(net: MLP, bias_std: bool | float) -> tuple[float, float]:
+    """(starting bias_std when it is estimated, bias_std when it is not)."""
     if isinstance(bias_std, bool):
-        b0 = net.bias_std if net.bias_std > 0 else 0.1
-        b_fixed = net.bias_std
-    else:
-        if not (np.isfinite(bias_std) and bias_std >= 0):
-            raise ValueError(f"bias_std must be True, False or a non-negative number, got {bias_std!r}")
-        b0 = b_fixed = float(bias_std)
-    d = Z.shape[1]
-    lo, hi = math.log(bounds[0]), math.log(bounds[1])
-    t_start = time.perf_counter()
-    cost = {"evaluations": 0, "rows": int(Z.shape[0]), "kernel": 0.0, "decomposition": 0.0,
-            "search": 0.0, "gradient": 0.0}
-    rows = []
-    best = None
-    for depth in depths:
-        base = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std,
-                   bias_std=b_fixed)
+        return (net.bias_std if net.bias_std > 0 else 0.1), net.bias_std
+    if not (np.isfinite(bias_std) and bias_std >= 0):
+        raise ValueError(f"bias_std must be True, False or a non-negative number, got {bias_std!r}")
+    return float(bias_std), float(bias_std)
+
+
+@dataclass
+class _Parameters:
+    """The optimiser's vector ``x``: ``d`` log scales (ARD), then log bias_std (if fitted);
+    in ``ratio`` mode the last entry is log bias_std minus the mean log scale."""
+
+    d: int
+    ard: bool
+    fit_bias: bool
+    ratio: bool
+
+    def start(self, b0: float, bounds: tuple[float, float]) -> np.ndarray:
         x0 = []
-        if input_scales == "ard":
-            x0 += [0.0] * d
-        if fit_bias:
+        if self.ard:
+            x0 += [0.0] * self.d
+        if self.fit_bias:
             x0 += [math.log(max(b0, bounds[0]))]
-        x0 = np.array(x0, dtype=float)
-        n_evals = [0]
-        box = [(lo, hi)] * x0.size
-        if ratio:
+        return np.array(x0, dtype=float)
+
+    def box(self, size: int, bounds: tuple[float, float]) -> list[tuple[float, float]]:
+        box = [(math.log(bounds[0]), math.log(bounds[1]))] * size
+        if self.ratio:
             box[-1] = (math.log(1e-6), math.log(1e2))
+        return box
 
-        def unpack(x):
-            ls = x[:d] if input_scales == "ard" else None
-            lb = x[-1] if fit_bias else None
-            if ratio:
-                lb = lb + float(np.mean(ls))
-            return ls, lb
+    def unpack(self, x: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """(log scales, log bias_std) at ``x``."""
+        ls = x[:self.d] if self.ard else None
+        lb = x[-1] if self.fit_bias else None
+        if self.ratio:
+            lb = lb + float(np.mean(ls))
+        return ls, lb
 
-        def fg(x):
-            ls, lb = unpack(x)
-            ev = profiled_loglike_and_grad(Z, y, X, base, ls, lb, reml, gradient=x.size > 0)
+    def chain(self, g: np.ndarray) -> np.ndarray:
+        """Gradient in ``x`` from the gradient in (log scales, log bias_std), in place."""
+        if self.ratio:  # chain rule through lb = v + mean(u)
+            g[:self.d] += g[-1] / self.d
+        return g
+
+    def normalised(self, x: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """``unpack(x)``, in ratio mode shifted to scales of geometric mean 1 (t absorbs
+        the factor)."""
+        ls, lb = self.unpack(x)
+        if self.ratio:
+            shift = float(np.mean(ls))
+            ls, lb = ls - shift, lb - shift
+        return ls, lb
+
+    def n_params(self, size: int) -> int:
+        """Identified hyperparameters among the ``size`` entries of ``x``."""
+        return size - (1 if self.ratio else 0)
+
+
+class _DepthSearch:
+    """L-BFGS-B over ``x`` for one depth at a time, counting evaluations and time."""
+
+    def __init__(self, Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: MLP, par: _Parameters,
+                 *, b0: float, b_fixed: float, reml: bool, bounds: tuple[float, float],
+                 maxiter: int, k_fe: int):
+        self.Z, self.y, self.X = Z, y, X
+        self.net = net
+        self.par = par
+        self.b0, self.b_fixed = b0, b_fixed
+        self.reml = reml
+        self.bounds = bounds
+        self.maxiter = maxiter
+        self.k_fe = k_fe
+        self.t_start = time.perf_counter()
+        self.cost = {"evaluations": 0, "rows": int(Z.shape[0]), "kernel": 0.0,
+                     "decomposition": 0.0, "search": 0.0, "gradient": 0.0}
+
+    def run(self, depth: int) -> tuple[dict, tuple]:
+        """The table row of ``depth`` and its candidate ``(llf, depth, log scales,
+        bias_std, llf_start)``."""
+        net, par = self.net, self.par
+        base = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std,
+                   bias_std=self.b_fixed)
+        x0 = par.start(self.b0, self.bounds)
+        n_evals = [0]
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
             n_evals[0] += 1
-            cost["evaluations"] += 1
-            for k_, v in ev.seconds.items():
-                cost[k_] += v
-            if not np.isfinite(ev.llf):
-                return 1e300, np.zeros_like(x)
-            g = ev.grad.copy() if ev.grad is not None else np.zeros_like(x)
-            if ratio:  # chain rule through lb = v + mean(u)
-                g[:d] += g[-1] / d
-            return -ev.llf, -g
+            return self._negative_llf(base, x)
 
-        start_ev = profiled_loglike_and_grad(Z, y, X, base, *unpack(x0), reml, gradient=False)
-        cost["evaluations"] += 1
+        start_ev = self._evaluate(base, x0, gradient=False)
         if x0.size:
-            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=box,
-                                          options={"maxiter": maxiter})
+            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B",
+                                          bounds=par.box(x0.size, self.bounds),
+                                          options={"maxiter": self.maxiter})
             x_hat, l_hat = opt.x, -float(opt.fun)
             if l_hat < start_ev.llf:
                 x_hat, l_hat = x0, start_ev.llf
         else:
             x_hat, l_hat = x0, start_ev.llf
-        ls, lb = unpack(x_hat)
-        if ratio:  # normalise: geometric mean of the scales 1 (t absorbs the factor)
-            shift = float(np.mean(ls))
-            ls, lb = ls - shift, lb - shift
-        b_hat = float(np.exp(lb)) if lb is not None else b_fixed
-        k_par = x0.size - (1 if ratio else 0)
-        rows.append({"depth": depth, "llf": l_hat, "llf_start": start_ev.llf,
-                     "n_params": k_par, "aic": -2 * l_hat + 2 * (model.k_fe + 2 + k_par),
-                     "bias_std": b_hat, "evals": n_evals[0] + 1})
-        cand = (l_hat, depth, ls, b_hat, start_ev.llf)
-        if best is None or l_hat > best[0]:
-            best = cand
-    cost["seconds"] = time.perf_counter() - t_start
-    l_hat, depth, ls, b_hat, l_start = best
+        ls, lb = par.normalised(x_hat)
+        b_hat = float(np.exp(lb)) if lb is not None else self.b_fixed
+        k_par = par.n_params(x0.size)
+        row = {"depth": depth, "llf": l_hat, "llf_start": start_ev.llf,
+               "n_params": k_par, "aic": -2 * l_hat + 2 * (self.k_fe + 2 + k_par),
+               "bias_std": b_hat, "evals": n_evals[0] + 1}
+        return row, (l_hat, depth, ls, b_hat, start_ev.llf)
+
+    def _evaluate(self, base: MLP, x: np.ndarray, gradient: bool) -> _Eval:
+        self.cost["evaluations"] += 1
+        return profiled_loglike_and_grad(self.Z, self.y, self.X, base, *self.par.unpack(x),
+                                         self.reml, gradient=gradient)
+
+    def _negative_llf(self, base: MLP, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``-llf`` and its gradient in ``x`` (the objective of L-BFGS-B)."""
+        ev = self._evaluate(base, x, gradient=x.size > 0)
+        for k_, v in ev.seconds.items():
+            self.cost[k_] += v
+        if not np.isfinite(ev.llf):
+            return 1e300, np.zeros_like(x)
+        g = ev.grad.copy() if ev.grad is not None else np.zeros_like(x)
+        return -ev.llf, -self.par.chain(g)
+
+
+def _chosen_network(model: "MixedLMNTK", net: MLP, depth: int, ls: np.ndarray | None,
+                    b_hat: float) -> tuple[Any, pd.Series | None]:
+    """The chosen kernel (``ScaledInputsMLP`` with ARD scales) and its scales."""
     chosen = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std, bias_std=b_hat)
-    scales = None
-    network: Any = chosen
-    if ls is not None:
-        names = list(model.data.ntk_names) or [f"z{j + 1}" for j in range(d)]
-        scales = pd.Series(np.exp(ls), index=names, name="scale")
-        network = ScaledInputsMLP(chosen, np.exp(ls), names)
-    table = pd.DataFrame(rows).set_index("depth")
-    return KernelOptimization(network, with_network(model, network), depth, b_hat, scales, l_hat,
-                              l_start, reml, table, cost)
+    if ls is None:
+        return chosen, None
+    names = list(model.data.ntk_names) or [f"z{j + 1}" for j in range(ls.shape[0])]
+    scales = pd.Series(np.exp(ls), index=names, name="scale")
+    return ScaledInputsMLP(chosen, np.exp(ls), names), scales
 
 
 def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, *,
@@ -647,12 +723,8 @@ def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, 
         ``llf_ml``, ``aic`` (from ``llf``, p + 2 parameters), ``aic_ml``, ``edf``,
         ``delta_aic`` (from the best).
     """
-    import warnings
-
-    from .kernels.analytic import MLP as _MLP
-
     if networks is None:
-        base = model.network if isinstance(model.network, _MLP) else MLP()
+        base = model.network if isinstance(model.network, MLP) else MLP()
         networks = [MLP(depth=dp, activation=a, weight_std=base.weight_std, bias_std=base.bias_std)
                     for a in activations for dp in depths]
     rows = []
@@ -661,13 +733,21 @@ def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = m2.fit(reml=reml, t_method="reml" if reml else "ml")  # AIC needs the maximum
-            ml = m2.profile.maximize(False)
-        desc = nw.describe() if hasattr(nw, "describe") else getattr(nw, "description", str(nw))
+            ml = res.time_choice.likelihood if not reml else m2.fit(reml=False,
+                                                                    t_method="ml").time_choice.likelihood
         k = model.k_fe + 2
-        rows.append({"network": desc, "depth": getattr(getattr(nw, "net", nw), "depth", np.nan),
-                     "activation": getattr(getattr(nw, "net", nw), "activation", ""),
+        rows.append({**_network_columns(nw),
                      "t": res.t, "llf": res.llf, "llf_ml": ml.llf, "aic": -2 * res.llf + 2 * k,
                      "aic_ml": -2 * ml.llf + 2 * k, "edf": res.edf})
     out = pd.DataFrame(rows).sort_values("aic").reset_index(drop=True)
     out["delta_aic"] = out["aic"] - out["aic"].min()
     return out
+
+
+def _network_columns(nw: Any) -> dict:
+    """``network``, ``depth`` and ``activation`` of a compared kernel: an MLP, a
+    ScaledInputsMLP or a KernelSource (whose architecture is not reported)."""
+    if isinstance(nw, KernelSource):
+        return {"network": nw.description, "depth": np.nan, "activation": ""}
+    arch = nw.net if isinstance(nw, ScaledInputsMLP) else nw
+    return {"network": nw.describe(), "depth": arch.depth, "activation": arch.activation}

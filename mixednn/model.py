@@ -11,54 +11,27 @@ network trained by gradient flow for time ``t`` on the residual target.
 
 from __future__ import annotations
 
-import os
+import copy
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula)
+from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula,
+                      rebuild_exog, rebuild_ntk_inputs)
 from .kernels import KernelSource, resolve_kernel
-from .spectral import EigenBasis, SpectralProfile, decompose
+from .lowrank import build_feature_basis, check_low_rank
+from .numerics import check_kernel_memory
+from .partitions import is_streamed
+from .prediction import NewRows
+from .profile import SpectralProfile
+from .results import MixedLMNTKResults
+from .smoother import SmootherData
+from .spectral import EigenBasis, LowRankBasis, decompose
+from .streaming import build_streamed_design
+from .timechoice import choose_t, emit_warnings
 
-__all__ = ["MixedLMNTK", "KernelMemoryError"]
-
-
-class KernelMemoryError(MemoryError):
-    """The dense n x n kernel would not fit in memory."""
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return None
-
-
-def check_kernel_memory(n: int, n_matrices: int = 3, available: int | None = None) -> None:
-    """Refuse, before allocating, a dense fit whose kernel would not fit in memory.
-
-    The dense path holds at most ``n_matrices`` n x n float64 matrices at once
-    (kernel, reflectors, tridiagonal eigenvectors).
-    """
-    need = n_matrices * n * n * 8
-    available = _available_memory() if available is None else available
-    if available is not None and need > available:
-        raise KernelMemoryError(
-            f"a dense NTK fit with n = {n:,} rows needs about {need / 2**30:.1f} GiB "
-            f"({n_matrices} n x n float64 matrices) but only {available / 2**30:.1f} GiB is "
-            "available. Fit in feature space instead: low_rank=m (Nystrom features, memory "
-            "O(m^2) whatever n, e.g. low_rank=1000), or low_rank='exact' for a finite network "
-            "with fewer parameters than rows; data too large to load can be passed as a "
-            "dask.dataframe (from_formula(..., data=ddf, low_rank=m)) or a chunked CSV "
-            "(mixednn.streaming.CSVSource)")
+__all__ = ["MixedLMNTK"]
 
 
 class MixedLMNTK:
@@ -102,10 +75,10 @@ class MixedLMNTK:
         O(m^2 + m p) whatever n, no n x n matrix.  An integer m uses Nystrom features
         of the kernel on m landmark rows (an approximation; the summary reports its
         trace error ``tr(K - K_m)``); ``"exact"`` uses the Jacobian of a finite network
-        (``K = J J^T`` exactly); a :class:`mixednn.lowrank.FeatureMap` gives the
+        (``K = J J^T`` exactly); a :class:`mixednn.features.FeatureMap` gives the
         features directly.  See :mod:`mixednn.lowrank`.
     landmarks : {"kmeans++", "uniform", "leverage", "rpcholesky"}
-        Landmark rule for ``low_rank=m`` (:func:`mixednn.lowrank.select_landmarks`).
+        Landmark rule for ``low_rank=m`` (:func:`mixednn.features.select_landmarks`).
     seed : int
         Seed of the landmark choice (the same rows are chosen whatever the chunking).
 
@@ -143,7 +116,7 @@ class MixedLMNTK:
         ----------
         formula : str
             ``"y ~ x1 + C(g)"``: response and fixed effects (patsy; an intercept by default).
-        data : pandas.DataFrame, dask.dataframe.DataFrame or mixednn.streaming.CSVSource
+        data : pandas.DataFrame, dask.dataframe.DataFrame or mixednn.partitions.CSVSource
             Never modified.  A dask frame or a chunked CSV is never loaded whole: the fit
             streams per-partition sufficient statistics (needs ``low_rank=``; see
             :mod:`mixednn.streaming`).
@@ -173,8 +146,6 @@ class MixedLMNTK:
         >>> m.nobs
         300
         """
-        from .streaming import build_streamed_design, is_streamed
-
         streamed = is_streamed(data)
         special = offset if isinstance(offset, str) and offset in ("zero", "init") \
             and offset not in data.columns else None
@@ -199,10 +170,8 @@ class MixedLMNTK:
     def _setup(self, design: DesignData, network: Any, kernel: Any, offset_mode: str | None,
                scale_inputs: bool, decomposition: str, *, low_rank: Any = None,
                landmarks: str = "kmeans++", seed: int = 0) -> None:
-        from .lowrank import check_low_rank
-
         check_low_rank(low_rank, landmarks, seed)
-        streamed = getattr(design, "streamed", False)  # rows in chunks (mixednn.streaming)
+        streamed = design.streamed  # rows in chunks (mixednn.streaming)
         self.data = design
         self.decomposition = decomposition
         self.kernel_source: KernelSource = resolve_kernel(
@@ -220,14 +189,14 @@ class MixedLMNTK:
             self.input_scaling = None
         self.scale_inputs = scale_inputs
         if offset_mode is None and not design.offset_spec \
-                and getattr(self.kernel_source, "finite", False):
+                and self.kernel_source.finite:
             offset_mode = "init"  # a finite network starts from its output at initialisation
         self.offset_mode = offset_mode or ("array" if design.offset_spec else "zero")
         if offset_mode == "init":
-            init = getattr(self.kernel_source, "init_output", None)
-            if init is None:
+            if not self.kernel_source.finite:
                 raise ValueError("offset='init' needs a finite network (MLP(width=...) or a "
                                  "torch.nn.Module); analytic kernels start from zero")
+            init = self.kernel_source.init_output
             if streamed:
                 design.offset_fn = init  # evaluated chunk by chunk
             else:
@@ -237,7 +206,7 @@ class MixedLMNTK:
         self._basis: EigenBasis | None = None
         self._profile: SpectralProfile | None = None
         if streamed and low_rank is None:
-            if not getattr(self.kernel_source, "finite", False):
+            if not self.kernel_source.finite:
                 raise ValueError("streamed data (dask or CSV) are fit in feature space: pass "
                                  "low_rank=m (Nystrom features, e.g. low_rank=1000)")
             low_rank = "exact"  # a finite network's Jacobian features, K = J J^T exactly
@@ -283,7 +252,7 @@ class MixedLMNTK:
 
     @property
     def k_fe(self) -> int:
-        if getattr(self.data, "streamed", False):  # a count must not load streamed rows
+        if self.data.streamed:  # a count must not load streamed rows
             return len(self.data.exog_names)
         return int(self.data.exog.shape[1])
 
@@ -309,49 +278,67 @@ class MixedLMNTK:
     @property
     def basis(self) -> EigenBasis:
         """The decomposition of K (computed once, on first use)."""
-        if self._basis is None and getattr(self, "low_rank", None) is not None:
-            from .lowrank import build_feature_basis  # feature space: sums over row chunks
-
-            self._basis = build_feature_basis(self)
         if self._basis is None:
-            low = getattr(self.kernel_source, "low_rank_basis", None)
-            if low is not None:  # exact feature form (finite network with P < n)
-                lb = low(self.scaled_inputs)
-                if lb is not None:
-                    self._basis = lb
-                    return lb
-            check_kernel_memory(self.nobs)
-            K = self.kernel_source.gram(self.scaled_inputs)
-            if K.shape != (self.nobs, self.nobs):
-                raise ValueError(f"the kernel has shape {K.shape}, expected ({self.nobs}, {self.nobs})")
-            if not np.all(np.isfinite(K)):
-                raise ValueError("the kernel contains NaN or infinite values; check the network "
-                                 "inputs and architecture")
-            user = self.kernel_source.user_supplied
-            own = K is not self.kernel_source.precomputed
-            self._basis = decompose(K, method=self.decomposition, check_psd=True,
-                                    overwrite=own,
-                                    what="the user-supplied kernel" if user else "the NTK")
-            del K
+            self._basis = self._decompose()
         return self._basis
+
+    def _decompose(self) -> EigenBasis:
+        if self.low_rank is not None:  # feature space: sums over row chunks
+            return build_feature_basis(self)
+        # exact feature form (a finite network with fewer parameters than rows)
+        Phi = self.kernel_source.low_rank_features(self.scaled_inputs)
+        if Phi is not None:
+            return LowRankBasis.from_features(Phi)
+        check_kernel_memory(self.nobs)
+        K = self.kernel_source.gram(self.scaled_inputs)
+        if K.shape != (self.nobs, self.nobs):
+            raise ValueError(f"the kernel has shape {K.shape}, expected ({self.nobs}, {self.nobs})")
+        if not np.all(np.isfinite(K)):
+            raise ValueError("the kernel contains NaN or infinite values; check the network "
+                             "inputs and architecture")
+        user = self.kernel_source.user_supplied
+        own = K is not self.kernel_source.precomputed
+        return decompose(K, method=self.decomposition, check_psd=True, overwrite=own,
+                         what="the user-supplied kernel" if user else "the NTK")
 
     @property
     def profile(self) -> SpectralProfile:
         """Rotated response and design, ready for the REML/ML criteria."""
         if self._profile is None:
             b = self.basis
-            if getattr(b, "feature_space", False):  # from the streamed sufficient statistics
+            if b.feature_space:  # from the streamed sufficient statistics
                 self._profile = b.spectral_profile()
                 return self._profile
             Y = np.column_stack([self.endog - self.offset, self.exog])
             Yr = b.rotate(Y)
-            rest = None
-            if hasattr(b, "rest_gram"):  # low-rank basis: the part of Y^T Y outside U_m
+            rest = b.rest_gram(Y)  # low-rank basis: the part of Y^T Y outside U_m
+            if rest is not None:
                 order = [*range(1, Y.shape[1]), 0]  # the profile orders columns [X, y]
-                rest = b.rest_gram(Y)[np.ix_(order, order)]
-            self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace, self.nobs,
-                                            rest_gram=rest)
+                rest = rest[np.ix_(order, order)]
+            self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace,
+                                            self.nobs, rest_gram=rest)
         return self._profile
+
+    def smoother_data(self) -> SmootherData:
+        """The rotated data with the eigenvectors on demand (what the rules for t read).
+
+        A streamed model's rows are read only if a rule needs the eigenvectors
+        (leave-one-out, K-fold, free modes).
+        """
+        rot = SmootherData.rotated(self)
+        basis = self.basis
+        return SmootherData(rot.profile, self.nobs, rot.complement,
+                            lambda: basis.dense_eigenvectors,
+                            rows=lambda: (self.endog - self.offset, self.exog))
+
+    def with_kernel(self, kernel_source: KernelSource) -> "MixedLMNTK":
+        """A copy of this model with another kernel, not yet decomposed (same data)."""
+        new = copy.copy(self)
+        new.kernel_source = kernel_source
+        new.network = kernel_source.network
+        new._basis = None
+        new._profile = None
+        return new
 
     def loglike(self, t: float, reml: bool = True) -> float:
         """Profiled REML (or ML) log-likelihood at training time ``t``.
@@ -411,13 +398,101 @@ class MixedLMNTK:
         A maximum at t = 0 raises :class:`BoundaryFitWarning`; a maximum at the
         upper end of the search (interpolation) raises :class:`InterpolationWarning`.
         """
-        if free_modes in (0, None) and (t_method is None or str(t_method).lower() == "auto"):
-            from .autotime import fit_auto  # the default rule
+        choice = choose_t(self.smoother_data(), reml, t_method, free_modes, t_options)
+        emit_warnings(choice, stacklevel=2)
+        return MixedLMNTKResults(self, choice)
 
-            return fit_auto(self, reml, t_options, stacklevel=3)
-        from .stopping import fit_with_rule  # a named rule, or free modes
+    # ------------------------------------------------------------------ new rows
+    def new_rows(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
+                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None) -> NewRows:
+        """New rows ready for prediction: fixed-effects design, offset, cross-kernel.
 
-        return fit_with_rule(self, reml, t_method, free_modes, t_options, stacklevel=3)
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New rows of a formula model (designs rebuilt through patsy's design info
+            and the stored input scaling).
+        exog, ntk_inputs, kernel, offset
+            The array interface (see :meth:`MixedLMNTKResults.predict`).
 
+        Returns
+        -------
+        NewRows
+            ``kernel`` is the cross-kernel (rows x n) for a dense basis; ``inputs`` the
+            scaled network inputs (feature-space bases map them themselves).
+        """
+        d = self.data
+        if newdata is not None:
+            if not isinstance(newdata, pd.DataFrame):
+                raise TypeError("newdata must be a pandas DataFrame; use exog= / ntk_inputs= "
+                                "for arrays")
+            nrow = len(newdata)
+            index = newdata.index
+            Xn = rebuild_exog(d, newdata) if d.exog_design_info is not None else \
+                self._array_exog(exog, nrow)
+            Zn = None
+            if kernel is None:
+                if not self.kernel_source.can_cross:
+                    self.kernel_source.cross(None, None)  # raises: a cross-kernel is needed
+                Zn = rebuild_ntk_inputs(d, newdata)
+            if offset is None and d.offset_spec not in (None, "array"):
+                if d.offset_spec not in newdata.columns:
+                    raise KeyError(f"newdata lacks the offset column {d.offset_spec!r}")
+                offset = newdata[d.offset_spec].to_numpy(dtype=float)
+        else:
+            if kernel is not None:
+                nrow = np.asarray(kernel).shape[0]
+            elif ntk_inputs is not None:
+                nrow = np.asarray(ntk_inputs).reshape(len(ntk_inputs), -1).shape[0]
+            else:
+                nrow = np.asarray(exog).reshape(len(exog), -1).shape[0]
+            index = pd.RangeIndex(nrow)
+            Xn = self._array_exog(exog, nrow)
+            Zn = None
+            if kernel is None:
+                if ntk_inputs is None:
+                    raise ValueError("pass ntk_inputs= (new network inputs) or kernel= "
+                                     "(cross-kernel) to predict at new points")
+                Zn = np.asarray(ntk_inputs, dtype=float)
+                if Zn.ndim == 1:
+                    Zn = Zn.reshape(-1, 1)
+                if d.ntk_inputs is not None and Zn.shape[1] != d.ntk_inputs.shape[1]:
+                    raise ValueError(f"ntk_inputs has {Zn.shape[1]} columns; the model was fit "
+                                     f"with {d.ntk_inputs.shape[1]}")
+                if not np.all(np.isfinite(Zn)):
+                    raise ValueError("ntk_inputs contains NaN or infinite values")
+        Zs = None if Zn is None else self.input_scaling.apply(Zn)
+        Kx = None
+        if kernel is not None:
+            Kx = np.asarray(kernel, dtype=float)
+            if Kx.ndim != 2 or Kx.shape != (nrow, self.nobs):
+                raise ValueError(f"kernel= must be the cross-kernel of shape (new rows, training "
+                                 f"rows) = ({nrow}, {self.nobs}), got {Kx.shape}")
+        elif not self.basis.feature_space:
+            Kx = self.kernel_source.cross(Zs, self.scaled_inputs)
+        if offset is None:
+            if self.offset_mode == "init":
+                off = np.asarray(self.kernel_source.init_output(Zs), float)
+            elif self.offset_mode == "array" and np.any(self.offset != 0):
+                raise ValueError("the model was fit with an offset array: pass offset= for the "
+                                 "new rows")
+            else:
+                off = np.zeros(nrow)
+        else:
+            off = np.asarray(offset, dtype=float).ravel()
+            if off.shape[0] != nrow:
+                raise ValueError(f"offset has {off.shape[0]} values for {nrow} new rows")
+        return NewRows(X=Xn, offset=off, index=index, kernel=Kx, inputs=Zs)
 
-from .results import MixedLMNTKResults  # noqa: E402  (re-export for type hints)
+    def _array_exog(self, exog: Any, nrow: int) -> np.ndarray:
+        p = self.k_fe
+        if p == 0:
+            return np.empty((nrow, 0))
+        if exog is None:
+            raise ValueError(f"pass exog= (new fixed-effects design with {p} columns)")
+        X = np.asarray(exog, dtype=float)
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        if X.shape != (nrow, p):
+            raise ValueError(f"exog must have shape ({nrow}, {p}), got {X.shape}")
+        return X

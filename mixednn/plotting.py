@@ -23,18 +23,18 @@ The numbers behind :func:`plot_spectrum` are available without plotting:
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .interfaces import FitResults
+from .profile import profile_frame
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from .results import MixedLMNTKResults
 
 __all__ = ["spectral_losses", "decorrelation", "plot_profile", "plot_spectrum", "plot_fit"]
 
@@ -45,10 +45,9 @@ _GREEN = "#2e7d32"
 
 
 def _check_results(res: Any) -> None:
-    for attr in ("model", "t", "llf", "reml"):
-        if not hasattr(res, attr):
-            raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
-                            f"got {type(res).__name__}")
+    if not isinstance(res, FitResults):
+        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
+                        f"got {type(res).__name__}")
 
 
 def _new_figure(figsize: tuple[float, float], ncols: int = 1):
@@ -60,7 +59,7 @@ def _new_figure(figsize: tuple[float, float], ncols: int = 1):
 
 
 # --------------------------------------------------------------------- spectral losses
-def spectral_losses(res: "MixedLMNTKResults", t: float | None = None) -> pd.DataFrame:
+def spectral_losses(res: FitResults, t: float | None = None) -> pd.DataFrame:
     """Per-eigen-direction residual losses at training time ``t``.
 
     In the rotated basis ``y~ = U^T (y - f0)`` the model is weighted least
@@ -100,7 +99,7 @@ def spectral_losses(res: "MixedLMNTKResults", t: float | None = None) -> pd.Data
     t = res.t if t is None else float(t)
     if not (t >= 0 and math.isfinite(t)):
         raise ValueError(f"t must be a finite number >= 0, got {t}")
-    prof = res.model.profile
+    prof = res.likelihood_profile
     pt = prof.point(t, res.reml)
     if not (np.isfinite(pt.scale) and pt.scale > 0):
         raise ValueError(f"the profiled residual variance is not positive at t = {t:g}")
@@ -120,7 +119,7 @@ def spectral_losses(res: "MixedLMNTKResults", t: float | None = None) -> pd.Data
                          "expected": expected, "excess": scaled - expected})
 
 
-def decorrelation(res: "MixedLMNTKResults", t: float | None = None) -> float:
+def decorrelation(res: FitResults, t: float | None = None) -> float:
     """Eigenvalue-weighted mean excess spectral loss, zero at the REML/ML estimate.
 
     ``D(t) = sum_i lam_i (s_i / s2(t) - e_i) / sum_i lam_i``, with ``s_i`` and
@@ -168,7 +167,7 @@ def _binned(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.nda
     return xc, ym, se
 
 
-def plot_spectrum(res: "MixedLMNTKResults", *, bins: int = 25, points: bool = True,
+def plot_spectrum(res: FitResults, *, bins: int = 25, points: bool = True,
                   compare_zero: bool = True, ax: "Axes | None" = None,
                   figsize: tuple[float, float] = (6.4, 4.4)) -> "Figure":
     """NTK eigenvalues against spectral losses: the decorrelation that defines t_hat.
@@ -264,7 +263,7 @@ def plot_spectrum(res: "MixedLMNTKResults", *, bins: int = 25, points: bool = Tr
 
 
 # ----------------------------------------------------------------------------- profile
-def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05,
+def plot_profile(res: FitResults, *, num: int = 61, alpha: float = 0.05,
                  grid: Any = None, ax: "Axes | None" = None,
                  figsize: tuple[float, float] = (6.4, 4.4)) -> "Figure":
     """Profile REML (or ML) log-likelihood against training time t.
@@ -305,38 +304,38 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 3:
         raise ValueError(f"num must be an integer >= 3, got {num!r}")
+    choice = res.time_choice
     chosen = None
-    lik_rule = "reml" if res.reml else "ml"
-    rule = getattr(res, "t_method", None)
-    if rule not in (None, lik_rule) and not hasattr(res.model, "base_model"):
+    est = res.estimate
+    t_hat, llf_hat, lo, hi = res.t, res.llf, *res.t_conf_int(alpha)
+    if not res.free_modes and not (choice.by_likelihood and (choice.rule == "reml") == res.reml):
         # t chosen by another rule (GCV, ...): draw the likelihood's own profile, its
-        # maximum and interval, and mark the chosen t beside them
-        chosen = (rule, res.t)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = res.model.fit(reml=res.reml, t_method=lik_rule)
+        # maximum and interval (from the fit's record), and mark the chosen t beside them
+        chosen = (choice.rule, res.t)
+        est = choice.likelihood
+        t_hat, llf_hat = est.t, est.llf
+        lo, hi = res.likelihood_profile.profile_interval(est, res.reml, alpha)
     if ax is None:
         fig, (ax,) = _new_figure(figsize)
     else:
         fig = ax.figure
-    if grid is None and res.t > 0:
+    if grid is None and t_hat > 0:
         # from where nothing is learned yet (the curve meets l(0)) to well past the CI
-        lo_b, hi_b = res.estimate.search_bounds
-        _, hi_ci = res.t_conf_int(alpha)
-        a = max(res.t * 1e-3, lo_b)
-        b = min(hi_ci * 10 if math.isfinite(hi_ci) else res.t * 1e3, hi_b)
-        extra = [res.t]
+        lo_b, hi_b = est.search_bounds
+        a = max(t_hat * 1e-3, lo_b)
+        b = min(hi * 10 if math.isfinite(hi) else t_hat * 1e3, hi_b)
+        extra = [t_hat]
         if chosen is not None and chosen[1] > 0:
             a, b = min(a, chosen[1] / 3), max(b, min(chosen[1] * 3, hi_b))
             extra.append(chosen[1])
         grid = np.sort(np.append(np.logspace(math.log10(a), math.log10(b), num), extra))
-    prof = res.profile(grid=grid) if grid is not None else res.profile(num=num)
+    prof = profile_frame(res.likelihood_profile, res.reml, t_hat, llf_hat, est.search_bounds,
+                         (lo, hi) if grid is None else None, grid, num)
     pos = prof[prof["t"] > 0]
     if pos.empty:
         raise ValueError("the profile grid needs at least one t > 0 to draw on a log axis")
-    l0 = float(res.model.profile.loglike(0.0, res.reml))
-    lo, hi = res.t_conf_int(alpha)
-    cut = res.llf - 0.5 * float(stats.chi2.ppf(1 - alpha, 1))
+    l0 = float(res.likelihood_profile.loglike(0.0, res.reml))
+    cut = llf_hat - 0.5 * float(stats.chi2.ppf(1 - alpha, 1))
     ax.plot(pos["t"], pos["llf"], "-", color=_BLUE, lw=1.8, label=f"profile {res.method} log-lik.")
     tmin, tmax = float(pos["t"].min()), float(pos["t"].max())
     ax.axhline(l0, color=_GREY, ls=":", lw=1.2, label=f"$t=0$ (untrained): {l0:.2f}")
@@ -347,12 +346,12 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
     left = lo if lo > 0 else tmin
     ax.axvspan(left, right, color=_ORANGE, alpha=0.12,
                label=f"profile CI [{lo:.3g}, {'inf' if not math.isfinite(hi) else f'{hi:.3g}'}]")
-    if res.t > 0:
-        ax.axvline(res.t, color=_BLUE, ls="-", lw=1.0, alpha=0.8)
-        ax.plot([res.t], [res.llf], "o", color=_BLUE, ms=6,
-                label=f"$\\hat t$ = {res.t:.4g}, $\\ell$ = {res.llf:.2f}")
+    if t_hat > 0:
+        ax.axvline(t_hat, color=_BLUE, ls="-", lw=1.0, alpha=0.8)
+        ax.plot([t_hat], [llf_hat], "o", color=_BLUE, ms=6,
+                label=f"$\\hat t$ = {t_hat:.4g}, $\\ell$ = {llf_hat:.2f}")
     else:
-        ax.plot([tmin], [res.llf], "o", color=_BLUE, ms=6, clip_on=False,
+        ax.plot([tmin], [llf_hat], "o", color=_BLUE, ms=6, clip_on=False,
                 label="$\\hat t$ = 0 (boundary)")
     if chosen is not None and chosen[1] > 0:
         ax.axvline(chosen[1], color=_GREEN, ls="-.", lw=1.4,
@@ -360,8 +359,8 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
     ax.set_xscale("log")
     ax.set_xlim(tmin, tmax)
     # keep the interesting part visible: do not let t -> large dominate the y-range
-    top = res.llf + 0.08 * max(res.llf - min(l0, cut), 1.0)
-    bottom = min(l0, cut) - 0.35 * max(res.llf - min(l0, cut), 1.0)
+    top = llf_hat + 0.08 * max(llf_hat - min(l0, cut), 1.0)
+    bottom = min(l0, cut) - 0.35 * max(llf_hat - min(l0, cut), 1.0)
     ax.set_ylim(bottom, top)
     ax.set_xlabel("training time $t$ (log scale)")
     ax.set_ylabel(f"profile {res.method} log-likelihood")
@@ -371,7 +370,7 @@ def plot_profile(res: "MixedLMNTKResults", *, num: int = 61, alpha: float = 0.05
 
 
 # --------------------------------------------------------------------------------- fit
-def plot_fit(res: "MixedLMNTKResults", *, smooth: bool = True,
+def plot_fit(res: FitResults, *, smooth: bool = True,
              axes: "Sequence[Axes] | None" = None,
              figsize: tuple[float, float] = (10.0, 4.2)) -> "Figure":
     """Observed against fitted values, and residuals against fitted values.

@@ -1,16 +1,17 @@
-"""Tail probabilities of quadratic forms in Gaussian variables (model.md section 3).
+"""Gaussian quadratic forms with structured weights: the :class:`QuadraticForm` object.
 
 The score test of ``H0: t = 0`` needs ``P(Q > q)`` for the ratio statistic
 ``Q = r0^T K r0 / r0^T r0``, which equals ``P(sum_j (nu_j - q) chi2_1,j > 0)``
 with ``nu_j`` the ``n - p`` eigenvalues of ``M K M`` on ``range(M)``,
-``M = I - H`` the residual projector.  This module computes such tail
-probabilities
-
-* for explicit weights (:func:`weighted_chi2_sf`, :func:`ratio_qf_sf`), and
-* in structured form (:func:`projected_ratio_sf`, :func:`plugin_score_sf`,
-  :func:`projected_cumulants`), directly from the kernel eigenvalues ``lam``
-  and the rotated design ``Xr = U^T X``, at O(n p^2) per evaluation and with no
-  second eigendecomposition.
+``M = I - H`` the residual projector.  This module owns :class:`QuadraticForm`,
+the distribution of such a sum ``S = sum_j nu_j chi2_1,j`` held in structured form
+-- the kernel eigenvalues ``lam`` and the rotated design ``Xr = U^T X`` -- with
+its characteristic function, cumulant generating function, cumulants and exact
+bounds on its spectrum, all at O(n p^2) per evaluation and with no second
+eigendecomposition, and the choice among the tail-probability algorithms
+(:meth:`QuadraticForm.sf`, the ``"auto"`` strategy).  The algorithms themselves
+are in :mod:`mixednn.tailprob`; function front ends for explicit weights and
+kernel spectra are in :mod:`mixednn.chi2sums`.
 
 Structured characteristic function
 ----------------------------------
@@ -44,111 +45,30 @@ bisection (the domain of ``K``).
 
 References
 ----------
-Imhof, J. P. (1961). Computing the distribution of quadratic forms in normal
-variables. *Biometrika* 48, 419-426.
-
-Davies, R. B. (1973). Numerical inversion of a characteristic function.
-*Biometrika* 60, 415-417.
-
-Davies, R. B. (1980). Algorithm AS 155: the distribution of a linear
-combination of chi-square random variables. *Applied Statistics* 29, 323-333.
-
-Lugannani, R. and Rice, S. (1980). Saddle point approximation for the
-distribution of the sum of independent random variables. *Advances in Applied
-Probability* 12, 475-490.
-
-Kuonen, D. (1999). Saddlepoint approximations for distributions of quadratic
-forms in normal variables. *Biometrika* 86, 929-935.
-
-Liu, H., Tang, Y. and Zhang, H. H. (2009). A new chi-square approximation to
-the distribution of non-negative definite quadratic forms in non-central normal
-variables. *Computational Statistics & Data Analysis* 53, 853-856.
-
-Satterthwaite, F. E. (1946). An approximate distribution of estimates of
-variance components. *Biometrics Bulletin* 2, 110-114.
-
 Haynsworth, E. V. (1968). Determination of the inertia of a partitioned
 Hermitian matrix. *Linear Algebra and its Applications* 1, 73-81.
+
+Imhof (1961), Davies (1973, 1980), Lugannani & Rice (1980), Kuonen (1999),
+Liu, Tang & Zhang (2009) and Satterthwaite (1946): see :mod:`mixednn.tailprob`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import scipy.integrate
-import scipy.special
-import scipy.stats
-from scipy.optimize import brentq
 
-__all__ = [
-    "TailProbability",
-    "QuadraticForm",
-    "weighted_chi2_sf",
-    "ratio_qf_sf",
-    "projected_ratio_sf",
-    "plugin_score_sf",
-    "projected_cumulants",
-    "METHODS",
-]
+from .tailprob import (TailProbability, davies_sf, imhof_sf, liu_sf, saddlepoint_sf,
+                       satterthwaite_sf)
+
+__all__ = ["QuadraticForm", "METHODS"]
 
 #: Methods accepted by the ``method`` arguments.
 METHODS = ("auto", "imhof", "davies", "saddlepoint", "liu", "satterthwaite")
 
 #: Below this Imhof p-value the "auto" strategy switches to the saddlepoint.
 AUTO_SWITCH = 1e-8
-
-_LOG2 = math.log(2.0)
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-
-
-@dataclass(frozen=True)
-class TailProbability:
-    """Result of a tail-probability computation.
-
-    Attributes
-    ----------
-    pvalue : float
-        ``P(S > x)``, clamped to ``[0, 1]``.
-    method : str
-        Method that produced ``pvalue``; for the ``"auto"`` strategy it says why
-        a fallback was used, e.g. ``"saddlepoint (Imhof below 1e-08)"``.
-    error_bound : float or None
-        Absolute error bound (numerical integration error estimate plus the
-        rigorous truncation / aliasing bounds) for ``"imhof"`` and ``"davies"``;
-        ``None`` for the approximations, which have no computable bound.
-    converged : bool
-        False when an integrator reported failure, a term cap was hit, or the
-        error bound exceeds the requested tolerance by a wide margin.
-    note : str
-        Free-text diagnostics (empty when there is nothing to say).
-    """
-
-    pvalue: float
-    method: str
-    error_bound: Optional[float]
-    converged: bool
-    note: str = ""
-
-    def __float__(self) -> float:
-        return float(self.pvalue)
-
-
-class _SupportEdge(Exception):
-    """The saddlepoint equation has no root in floating point (threshold at a support end)."""
-
-    def __init__(self, side: int):
-        super().__init__(side)
-        self.side = side
-
-
-def _clamp(p: float) -> float:
-    if not np.isfinite(p):
-        return float("nan")
-    return float(min(1.0, max(0.0, p)))
 
 
 def _orthonormal_basis(Xr: Optional[np.ndarray], n: int) -> np.ndarray:
@@ -308,12 +228,17 @@ class QuadraticForm:
         chunk = max(1, 4_000_000 // max(self.n, 1))
         for start in range(0, u.shape[0], chunk):
             sl = slice(start, start + chunk)
-            th, lr = self._phase_logmod_chunk(u[sl])
+            th, lr = self.phase_logmod_block(u[sl])
             theta[sl] = th
             logrho[sl] = lr
         return theta.reshape(shape), logrho.reshape(shape)
 
-    def _phase_logmod_chunk(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def phase_logmod_block(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`phase_logmod` for a short 1-d array ``u``, in one block (no chunking).
+
+        The fast path for one point at a time (Imhof's integrand); memory is
+        O(len(u) n), so long arrays go through :meth:`phase_logmod`.
+        """
         ub = u[:, None] * self.b[None, :]
         theta = 0.5 * (np.arctan(ub) @ self.h)
         ub2 = ub * ub
@@ -471,7 +396,8 @@ class QuadraticForm:
         fac = np.array([2.0 ** (ri - 1) * math.factorial(ri - 1) for ri in r])
         return fac * traces
 
-    def _cumulants4(self) -> np.ndarray:
+    def cumulants4(self) -> np.ndarray:
+        """The first four cumulants (:meth:`cumulants`), computed once and cached."""
         if self._cum is None:
             self._cum = self.cumulants(4)
         return self._cum
@@ -577,6 +503,9 @@ class QuadraticForm:
            *, max_terms: int = 2_000_000) -> TailProbability:
         """``P(S > x)``.
 
+        Settles the exact cases (degenerate ``S``, one-signed support) itself and
+        hands the rest to an algorithm of :mod:`mixednn.tailprob`.
+
         Parameters
         ----------
         x : float
@@ -611,18 +540,18 @@ class QuadraticForm:
                     "of mixed sign")
             if triv is not None:
                 return TailProbability(triv, method, 0.0, True, "degenerate/trivial case")
-            return self._liu(x) if method == "liu" else self._satterthwaite(x)
+            return liu_sf(self, x) if method == "liu" else satterthwaite_sf(self, x)
         if triv is not None:
             return TailProbability(triv, method if method != "auto" else "exact",
                                    0.0, True, "degenerate/trivial case")
         if method == "imhof":
-            return self._imhof(x, tol)
+            return imhof_sf(self, x, tol)
         if method == "davies":
-            return self._davies(x, tol, max_terms)
+            return davies_sf(self, x, tol, max_terms)
         if method == "saddlepoint":
-            return self._saddlepoint(x)
+            return saddlepoint_sf(self, x)
         # auto
-        res = self._imhof(x, tol)
+        res = imhof_sf(self, x, tol)
         reason = None
         if not res.converged:
             reason = "Imhof did not converge"
@@ -631,7 +560,7 @@ class QuadraticForm:
         if reason is None:
             return res
         try:
-            sp = self._saddlepoint(x)
+            sp = saddlepoint_sf(self, x)
         except Exception as exc:  # pragma: no cover - defensive
             return TailProbability(res.pvalue, res.method, res.error_bound, res.converged,
                                    f"{res.note}; saddlepoint failed: {exc}".strip("; "))
@@ -656,456 +585,3 @@ class QuadraticForm:
         if nneg == 0 and (x < 0 or (x == 0 and npos > 0)):
             return 1.0
         return None
-
-    # ------------------------------------------------------------------ Imhof
-    def _tail_bound(self, U: float) -> float:
-        """Bound on ``(1/pi) int_U^inf du / (u rho(u))``, i.e. in probability units.
-
-        ``kappa(u) = d log rho / d log u = 1/2 sum nu^2 u^2 / (1 + nu^2 u^2)`` is
-        nondecreasing, so ``rho(u) >= rho(U) (u/U)^kappa(U)`` for ``u >= U`` and
-        the tail is at most ``1 / (pi kappa(U) rho(U))``; ``kappa(U)`` is bounded
-        below by the slope of ``log rho`` over ``[U/2, U]``.
-        """
-        _, lr = self.phase_logmod(np.array([0.5 * U, U]))
-        kap = (lr[1] - lr[0]) / _LOG2
-        if not kap > 0:
-            return math.inf
-        return math.exp(-lr[1]) / (math.pi * kap)
-
-    def _imhof(self, x: float, tol: float) -> TailProbability:
-        r"""Imhof (1961): ``P(S > x) = 1/2 + (1/pi) int_0^inf sin(theta(u)) / (u rho(u)) du``.
-
-        ``theta(u) = theta0(u) - x u / 2``.  The range is cut into doubling
-        pieces integrated by ``scipy.integrate.quad`` until the truncation bound
-        of :meth:`_tail_bound` is below ``tol / 4``.  When ``x != 0`` and a piece
-        would hold more than a few periods of ``sin(x u / 2)``, the remaining
-        tail is done by QUADPACK's Fourier integrator (QAWF) on
-        ``sin(theta0 - w u) = sin(theta0) cos(w u) - cos(theta0) sin(w u)``, whose
-        amplitudes are smooth and decay algebraically.
-        """
-        omega = 0.5 * x
-        sgn = 1.0 if omega >= 0 else -1.0
-        w = abs(omega)
-        ncyc = 4.0
-        kap = self._cumulants4()
-        bmax = self.scale      # >= max |nu| (the weights are a compression of b)
-        sum_sq = max(kap[1] / 2.0, 1e-300)
-        a1 = min(1.0 / bmax, 4.0 / math.sqrt(sum_sq))
-        if w > 0:
-            a1 = min(a1, 2.0 * math.pi * ncyc / w)
-
-        def phase(u: float) -> tuple[float, float]:
-            th, lr = self._phase_logmod_chunk(np.array([u]))
-            return float(th[0]), float(lr[0])
-
-        def integrand(u: float) -> float:
-            th, lr = phase(u)
-            return math.sin(th - omega * u) * math.exp(-lr - math.log(u))
-
-        total = 0.0
-        abserr = 0.0
-        ok = True
-        notes: list[str] = []
-        eps_piece = math.pi * tol / 16.0
-        a, bnd = 0.0, a1
-        trunc = math.inf
-        npieces = 0
-        while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = scipy.integrate.quad(integrand, a, bnd, epsabs=eps_piece, epsrel=0.0,
-                                           limit=200, full_output=1)
-            total += res[0]
-            abserr += res[1]
-            if len(res) > 3:
-                ok = False
-                notes.append(f"quad on [{a:.3g}, {bnd:.3g}]: {res[3][:80]}")
-            npieces += 1
-            trunc = self._tail_bound(bnd)
-            if trunc < tol / 4.0:
-                break
-            if w > 0 and w * bnd >= 2.0 * math.pi * ncyc:
-                # oscillatory tail by QAWF
-                def gs(u: float) -> float:
-                    th, lr = phase(u)
-                    return math.sin(th) * math.exp(-lr - math.log(u))
-
-                def gc(u: float) -> float:
-                    th, lr = phase(u)
-                    return math.cos(th) * math.exp(-lr - math.log(u))
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    r1 = scipy.integrate.quad(gs, bnd, np.inf, weight="cos", wvar=w,
-                                              epsabs=eps_piece, limlst=200, limit=200,
-                                              full_output=1)
-                    r2 = scipy.integrate.quad(gc, bnd, np.inf, weight="sin", wvar=w,
-                                              epsabs=eps_piece, limlst=200, limit=200,
-                                              full_output=1)
-                total += r1[0] - sgn * r2[0]
-                abserr += r1[1] + r2[1]
-                for rr in (r1, r2):
-                    if len(rr) > 3:
-                        ok = False
-                        notes.append(f"QAWF tail from {bnd:.3g}: {rr[3][:80]}")
-                trunc = 0.0
-                break
-            if npieces >= 400 or not math.isfinite(bnd):
-                ok = False
-                notes.append(f"truncation bound {trunc:.2e} not reached")
-                break
-            a, bnd = bnd, 2.0 * bnd
-        p = 0.5 + total / math.pi
-        err = abserr / math.pi + (trunc if math.isfinite(trunc) else 1.0)
-        converged = ok and err <= max(100.0 * tol, 1e-12)
-        return TailProbability(_clamp(p), "imhof", float(err), bool(converged), "; ".join(notes))
-
-    # ------------------------------------------------------------------ Davies
-    def _chernoff_upper(self, y: float) -> float:
-        """Chernoff bound on ``P(S > y)``: ``min_s exp(K(s) - s y)`` over ``s > 0``."""
-        if self.n_positive() == 0 and y >= 0:
-            return 0.0
-        if y <= self._cumulants4()[0]:
-            return 1.0
-        try:
-            s = self._solve_saddle(y)
-        except _SupportEdge:
-            return 0.0
-        K = self.cgf(s)[0]
-        return min(1.0, math.exp(min(K - s * y, 0.0)))
-
-    def _chernoff_lower(self, y: float) -> float:
-        """Chernoff bound on ``P(S < y)`` (``s < 0``)."""
-        if self.n_negative() == 0 and y <= 0:
-            return 0.0
-        if y >= self._cumulants4()[0]:
-            return 1.0
-        try:
-            s = self._solve_saddle(y)
-        except _SupportEdge:
-            return 0.0
-        K = self.cgf(s)[0]
-        return min(1.0, math.exp(min(K - s * y, 0.0)))
-
-    def _davies(self, x: float, tol: float, max_terms: int) -> TailProbability:
-        """Davies (1973, 1980) trapezoidal inversion with error control.
-
-        ``P(S > x) = 1/2 + sum_{k>=0} sin(theta(u_k)) / (pi (k + 1/2) rho(u_k))``
-        with ``u_k = 2 (k + 1/2) Delta``.  Sampling at spacing ``Delta`` aliases
-        the distribution with period ``L = 2 pi / Delta``; the error is at most
-        ``P(S > x + L) + P(S < x - L)``, bounded here by Chernoff bounds.  The
-        truncation error after ``N`` terms is bounded as in :meth:`_tail_bound`.
-        (AS 155's convergence factor is not used, so forms with very few
-        terms may hit ``max_terms``; the result then says so.)
-        """
-        kap = self._cumulants4()
-        sd = math.sqrt(max(kap[1], 1e-300))
-        L = 8.0 * sd + abs(x - kap[0])
-        alias = math.inf
-        for _ in range(200):
-            alias = self._chernoff_upper(x + L) + self._chernoff_lower(x - L)
-            if alias < tol / 4.0:
-                break
-            L *= 1.5
-        delta = 2.0 * math.pi / L
-        # truncation point in u = 2 t
-        U = 2.0 * delta
-        trunc = self._tail_bound(U)
-        while trunc >= tol / 4.0 and U / (2.0 * delta) < max_terms:
-            U *= 2.0
-            trunc = self._tail_bound(U)
-        nterms = int(min(max_terms, math.ceil(U / (2.0 * delta) + 0.5)))
-        notes = []
-        if trunc >= tol / 4.0:
-            notes.append(f"term cap {max_terms} reached")
-        kk = np.arange(nterms) + 0.5
-        total = 0.0
-        chunk = max(1, 2_000_000 // max(self.n, 1))
-        for start in range(0, nterms, chunk):
-            kc = kk[start:start + chunk]
-            u = 2.0 * kc * delta
-            th, lr = self.phase_logmod(u)
-            total += float(np.sum(np.sin(th - 0.5 * x * u) * np.exp(-lr) / kc))
-        # actual truncation bound at the last sampled point
-        trunc = self._tail_bound(2.0 * kk[-1] * delta)
-        p = 0.5 + total / math.pi
-        err = alias + trunc + nterms * 1e-16
-        return TailProbability(_clamp(p), "davies", float(err),
-                               bool(err <= max(100 * tol, 1e-12)), "; ".join(notes))
-
-    # ------------------------------------------------------------------ saddlepoint
-    def _solve_saddle(self, x: float) -> float:
-        """Solve ``K'(s) = x`` in the domain of K (``K'`` is increasing)."""
-        s_lo, s_hi = self.cgf_domain()
-        mean = self._cumulants4()[0]
-        sd = math.sqrt(max(self._cumulants4()[1], 1e-300))
-
-        def f(s: float) -> float:
-            return self.cgf(s)[1] - x
-
-        if x == mean:
-            return 0.0
-        if x > mean:
-            lo = 0.0
-            if math.isfinite(s_hi):
-                hi = None
-                for k in range(1, 60):
-                    cand = s_hi * (1.0 - 2.0 ** (-k))
-                    v = f(cand)
-                    if np.isfinite(v) and v > 0:
-                        hi = cand
-                        break
-                    if np.isfinite(v):
-                        lo = cand
-                if hi is None:
-                    raise _SupportEdge(+1)
-            else:
-                hi = 1.0 / sd
-                while f(hi) <= 0:
-                    lo = hi
-                    hi *= 2.0
-                    if hi > 1e300:
-                        raise _SupportEdge(+1)
-        else:
-            hi = 0.0
-            if math.isfinite(s_lo):
-                lo = None
-                for k in range(1, 60):
-                    cand = s_lo * (1.0 - 2.0 ** (-k))
-                    v = f(cand)
-                    if np.isfinite(v) and v < 0:
-                        lo = cand
-                        break
-                    if np.isfinite(v):
-                        hi = cand
-                if lo is None:
-                    raise _SupportEdge(-1)
-            else:
-                lo = -1.0 / sd
-                while f(lo) >= 0:
-                    hi = lo
-                    lo *= 2.0
-                    if lo < -1e300:
-                        raise _SupportEdge(-1)
-        return brentq(f, lo, hi, xtol=1e-300, rtol=4.0 * np.finfo(float).eps, maxiter=500)
-
-    def _saddlepoint(self, x: float) -> TailProbability:
-        """Lugannani-Rice (1980) tail approximation, as in Kuonen (1999).
-
-        ``P(S > x) ~ 1 - Phi(w) + phi(w) (1/v - 1/w)`` with
-        ``w = sign(s) sqrt(2 (s x - K(s)))``, ``v = s sqrt(K''(s))`` and
-        ``K'(s) = x``.  Relative error in the far tails is typically a few
-        percent (it is exact up to the Stirling error of ``Gamma(k/2)`` for an
-        equal-weights ``chi2_k``).  Near the mean (``|w| < 1e-4``) the formula is
-        replaced by its one-term Edgeworth limit.
-        """
-        kap = self._cumulants4()
-        try:
-            s = self._solve_saddle(x)
-        except _SupportEdge as edge:
-            # K' cannot reach x inside the floating-point domain: x is at (or
-            # numerically beyond) an end of the support
-            return TailProbability(1.0 if edge.side < 0 else 0.0, "saddlepoint", None, True,
-                                   "threshold at the edge of the support")
-        K, _, K2 = self.cgf(s)
-        arg = 2.0 * (s * x - K)
-        wv = math.copysign(math.sqrt(max(arg, 0.0)), s)
-        note = ""
-        if abs(wv) < 1e-4 or s == 0.0:
-            z = (x - kap[0]) / math.sqrt(kap[1])
-            rho3 = kap[2] / kap[1] ** 1.5
-            p = scipy.special.ndtr(-z) + math.exp(-0.5 * z * z) / _SQRT_2PI * rho3 / 6.0 * (z * z - 1.0)
-            note = "threshold at the mean: Edgeworth limit of Lugannani-Rice"
-        else:
-            v = s * math.sqrt(K2)
-            if v == 0.0 or not math.isfinite(v):
-                # |s| so large that K'' under/overflows: the threshold sits at the
-                # edge of the support, with (essentially) all mass on one side
-                p = 1.0 if s < 0 else 0.0
-                note = "threshold at the edge of the support"
-            else:
-                p = (scipy.special.ndtr(-wv)
-                     + math.exp(-0.5 * wv * wv) / _SQRT_2PI * (1.0 / v - 1.0 / wv))
-        return TailProbability(_clamp(p), "saddlepoint", None, bool(np.isfinite(p)), note)
-
-    # ------------------------------------------------------------------ moment matching
-    def _liu(self, x: float) -> TailProbability:
-        """Liu, Tang & Zhang (2009): noncentral chi-square matching skewness and kurtosis."""
-        kap = self._cumulants4()
-        c = kap / np.array([1.0, 2.0, 8.0, 48.0])    # c_r = sum nu^r
-        c1, c2, c3, c4 = c
-        s1 = c3 / c2 ** 1.5
-        s2 = c4 / c2 ** 2
-        mu_q, sd_q = c1, math.sqrt(2.0 * c2)
-        if s1 * s1 > s2:
-            a = 1.0 / (s1 - math.sqrt(s1 * s1 - s2))
-            delta = s1 * a ** 3 - a * a
-            df = a * a - 2.0 * delta
-        else:
-            a = 1.0 / s1
-            delta = 0.0
-            df = a * a
-        mu_x, sd_x = df + delta, math.sqrt(2.0) * a
-        t = (x - mu_q) / sd_q * sd_x + mu_x
-        if delta > 0:
-            p = scipy.stats.ncx2.sf(t, df, delta)
-        else:
-            p = scipy.stats.chi2.sf(t, df)
-        return TailProbability(_clamp(float(p)), "liu", None, True,
-                               f"df={df:.6g}, ncp={delta:.6g}")
-
-    def _satterthwaite(self, x: float) -> TailProbability:
-        """Satterthwaite (1946): ``S ~ a chi2_df`` matching mean and variance."""
-        kap = self._cumulants4()
-        a = kap[1] / (2.0 * kap[0])
-        df = 2.0 * kap[0] ** 2 / kap[1]
-        p = scipy.stats.chi2.sf(x / a, df)
-        return TailProbability(_clamp(float(p)), "satterthwaite", None, True,
-                               f"scale={a:.6g}, df={df:.6g}")
-
-
-# ============================================================================ public API
-
-def weighted_chi2_sf(q: float, weights, *, method: str = "auto",
-                     tol: float = 1e-9) -> TailProbability:
-    """``P(sum_j w_j chi2_1,j > q)`` for real weights.
-
-    Parameters
-    ----------
-    q : float
-        Threshold.
-    weights : array_like
-        Real weights (any sign for ``imhof``, ``davies``, ``saddlepoint``;
-        nonnegative for ``liu`` and ``satterthwaite``).  Zero weights are dropped.
-    method : {"auto", "imhof", "davies", "saddlepoint", "liu", "satterthwaite"}
-        ``"auto"`` (default) runs Imhof (1961) and falls back to the
-        Lugannani-Rice saddlepoint (Kuonen 1999) when Imhof's value is below
-        1e-8 (absolute accuracy no longer gives relative accuracy there) or
-        the integration fails; ``.method`` then says so.
-    tol : float
-        Absolute accuracy target for Imhof/Davies.
-
-    Returns
-    -------
-    TailProbability
-
-    References
-    ----------
-    Imhof (1961); Davies (1980); Kuonen (1999); Liu, Tang & Zhang (2009);
-    Satterthwaite (1946).  See the module docstring.
-
-    Examples
-    --------
-    >>> round(weighted_chi2_sf(3.841458820694124, [1.0]).pvalue, 8)
-    0.05
-    """
-    return QuadraticForm.from_weights(weights).sf(q, method, tol)
-
-
-def ratio_qf_sf(Q: float, nu, *, method: str = "auto", tol: float = 1e-9) -> TailProbability:
-    """Exact null tail ``P(Q_ratio > Q)`` of a ratio of quadratic forms.
-
-    For ``Q_ratio = e^T M K M e / e^T M e`` with Gaussian ``e``,
-    ``P(Q_ratio > Q) = P(sum_j (nu_j - Q) chi2_1,j > 0)``, ``nu`` the nonzero
-    eigenvalues of ``M K M`` (model.md section 3).
-
-    Parameters
-    ----------
-    Q : float
-        Observed ratio.
-    nu : array_like
-        The ``n - p`` eigenvalues ``nu_j``.
-    method, tol
-        As in :func:`weighted_chi2_sf` (``liu``/``satterthwaite`` only apply when
-        all ``nu_j >= Q``).
-
-    Returns
-    -------
-    TailProbability
-    """
-    nu = np.asarray(nu, dtype=float).ravel()
-    return QuadraticForm(nu - float(Q), None).sf(0.0, method, tol)
-
-
-def projected_ratio_sf(Q: float, lam, Xr=None, *, method: str = "auto",
-                       tol: float = 1e-9) -> TailProbability:
-    """Exact score-test p-value ``P(Q_ratio > Q)`` from the kernel spectrum, O(n p^2).
-
-    Computes ``P(sum_j (nu_j - Q) chi2_1,j > 0)`` with ``nu`` the eigenvalues of
-    ``M diag(lam) M`` on ``range(M)``, ``M = I - Xr (Xr^T Xr)^{-1} Xr^T``,
-    without forming them: the characteristic function is
-    ``det(D) det(Qx^T D^{-1} Qx)`` with ``D = I - i u (diag(lam) - Q I)`` (module
-    docstring).
-
-    Parameters
-    ----------
-    Q : float
-        Observed ratio ``r0^T K r0 / r0^T r0``.
-    lam : array_like, shape (n,)
-        Eigenvalues of ``K``.
-    Xr : array_like, shape (n, p), optional
-        Rotated design ``U^T X`` (full column rank); None or ``p = 0`` means no
-        fixed effects (then the weights are ``lam - Q``).
-    method : {"auto", "imhof", "davies", "saddlepoint"}
-        ``"liu"``/``"satterthwaite"`` raise ``ValueError`` unless every weight is
-        nonnegative (the weights ``nu_j - Q`` normally have mixed signs).
-    tol : float
-        Absolute accuracy target.
-
-    Returns
-    -------
-    TailProbability
-    """
-    return QuadraticForm.projected(lam, Xr, shift=Q).sf(0.0, method, tol)
-
-
-def plugin_score_sf(stat: float, lam, Xr=None, *, method: str = "auto",
-                    tol: float = 1e-9) -> TailProbability:
-    """Large-sample plug-in p-value ``P(sum_j nu_j chi2_1,j > stat)``, O(n p^2).
-
-    ``nu`` are the eigenvalues of ``M diag(lam) M`` on ``range(M)``.  With the
-    variance held at its null estimate the score statistic ``Q (n - p)`` is
-    referred to this distribution (as in kernel association tests).
-
-    Parameters
-    ----------
-    stat : float
-        Threshold (e.g. ``Q * (n - p)``).
-    lam, Xr
-        As in :func:`projected_ratio_sf`.
-    method : {"auto", "imhof", "davies", "saddlepoint", "liu", "satterthwaite"}
-        ``"liu"`` and ``"satterthwaite"`` use :func:`projected_cumulants`; they
-        need ``lam >= 0`` (up to rounding).
-    tol : float
-        Absolute accuracy target.
-
-    Returns
-    -------
-    TailProbability
-    """
-    return QuadraticForm.projected(lam, Xr, shift=0.0).sf(stat, method, tol)
-
-
-def projected_cumulants(q: float, lam, Xr=None, k: int = 4) -> np.ndarray:
-    """First ``k`` cumulants of ``sum_j (nu_j - q) chi2_1,j``, O(n p^2 k).
-
-    ``kappa_r = 2^{r-1} (r-1)! tr((M B M)^r)`` with ``B = diag(lam) - q I``;
-    ``tr((M B M)^r) = tr((B M)^r)`` is obtained from the power series of
-    ``log det(I - t A^T B A)`` (:meth:`QuadraticForm.cumulants`).
-
-    Parameters
-    ----------
-    q : float
-        Shift (0 for the plug-in statistic's weights).
-    lam : array_like, shape (n,)
-        Eigenvalues of ``K``.
-    Xr : array_like, shape (n, p), optional
-        Rotated design.
-    k : int
-        Number of cumulants.
-
-    Returns
-    -------
-    ndarray, shape (k,)
-    """
-    return QuadraticForm.projected(lam, Xr, shift=q).cumulants(k)

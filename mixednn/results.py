@@ -1,8 +1,13 @@
 """MixedLMNTKResults: estimates, standard errors, intervals, BLUP, prediction.
 
-Everything here is computed from the model's one decomposition of K; nothing
-builds or decomposes an n x n matrix again, except the cross-kernel needed to
-predict at new inputs.
+A results object is built once, in :meth:`mixednn.MixedLMNTK.fit`, from the model and
+the :class:`~mixednn.timechoice.TimeChoice` that chose t; nothing writes into it
+afterwards.  Everything here comes from the model's one decomposition of K; nothing
+builds or decomposes an n x n matrix again, except the cross-kernel needed to predict
+at new inputs.  Tests, plots, the summary and training are delegated to the modules
+of the layer below (:mod:`mixednn.inference`, :mod:`mixednn.comparison`,
+:mod:`mixednn.plotting`, :mod:`mixednn.summary`, :mod:`mixednn.training`), which read
+this object and the record; none of them searches for t again.
 """
 
 from __future__ import annotations
@@ -10,37 +15,18 @@ from __future__ import annotations
 import math
 import warnings
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .formula import rebuild_exog, rebuild_ntk_inputs
-from .spectral import TimeEstimate
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .model import MixedLMNTK
+from . import comparison, inference, plotting, summary, training
+from .prediction import Predictor, check_alpha, check_interval, interval_frame
+from .profile import SpectralProfile, TimeEstimate, profile_frame
+from .timechoice import TimeChoice
 
 __all__ = ["MixedLMNTKResults"]
-
-
-def _phi(t: float, lam: np.ndarray) -> np.ndarray:
-    """``(1 - exp(-t lam)) / lam``, equal to t at lam = 0 (gradient-flow filter)."""
-    out = np.full_like(lam, float(t))
-    nz = lam > 0
-    out[nz] = -np.expm1(-t * lam[nz]) / lam[nz]
-    return out
-
-
-def interval_frame(mean: np.ndarray, var: np.ndarray, noise: float, alpha: float,
-                   index: Any) -> pd.DataFrame:
-    """Normal intervals ``mean +- z sqrt(var + noise)``: ``noise = s2`` for a prediction
-    interval (a new observation), 0 for a confidence interval (the mean)."""
-    se = np.sqrt(np.maximum(var + noise, 0.0))
-    z = stats.norm.ppf(1 - alpha / 2)
-    return pd.DataFrame({"mean": mean, "lower": mean - z * se, "upper": mean + z * se,
-                         "se": se}, index=index)
 
 
 class MixedLMNTKResults:
@@ -58,38 +44,48 @@ class MixedLMNTKResults:
         Estimated training time (a variance component).
     t_se : float
         Standard error of t from the observed information on log t (delta method);
-        NaN at the boundary t = 0.
+        NaN at the boundary t = 0 and when another rule than the likelihood chose t.
     llf : float
-        Maximised REML (or ML) log-likelihood.
+        REML (or ML) log-likelihood at t.
     method : str
         ``"REML"`` or ``"ML"``.
+    time_choice : TimeChoice
+        How t was chosen (rule, the likelihood's own maximum, checks, free modes).
+    t_method : str
+        The rule that chose t (``time_choice.rule``).
+    auto_check : AutoCheck or None
+        What the default rule's check found (``t_method="auto"``), else None.
+    free_modes : int
+        Number of free leading modes (0 for the plain model); with free modes also
+        ``free_coef``, ``free_modes_table`` and ``k_rule``.
     """
 
-    def __init__(self, model: "MixedLMNTK", estimate: TimeEstimate, reml: bool):
+    def __init__(self, model: Any, choice: TimeChoice):
         self.model = model
-        self.reml = bool(reml)
-        self.method = "REML" if reml else "ML"
-        self.estimate = estimate
-        prof = model.profile
-        self.t = float(estimate.t)
-        pt = prof.point(self.t, self.reml)
+        self.time_choice = choice
+        self.reml = bool(choice.reml)
+        self.method = "REML" if self.reml else "ML"
+        self.estimate: TimeEstimate = choice.estimate
+        self.t = float(choice.t)
+        #: the profile t was chosen on (with free modes: the rest of the spectrum)
+        self.likelihood_profile: SpectralProfile = choice.profile
+        pt = choice.profile.point(self.t, self.reml)
         self._point = pt
         names = model.exog_names
         self.params = pd.Series(pt.beta, index=names, name="params")
         self.scale = float(pt.scale)
         self.llf = float(pt.llf)
-        self.converged = bool(estimate.converged)
-        self.boundary = bool(estimate.boundary)
+        self.converged = bool(choice.estimate.converged)
+        self.boundary = bool(choice.estimate.boundary)
         self.nobs = model.nobs
         self.k_fe = model.k_fe
-        self.df_resid = self.nobs - self.k_fe
-        # which rule chose t (mixednn.stopping); t_se / t_conf_int come from the
-        # likelihood that chose it, and are NaN for a prediction-error rule
-        self.t_method = estimate.criterion or self.method.lower()
-        self._t_lik = {"reml": True, "ml": False}.get(self.t_method)
-        self._t_reml: float | None = self.t if self.t_method == "reml" else None
-        #: what the default rule's check found (mixednn.autotime); None for a named rule
-        self.auto_check = None
+        self.free_modes = choice.k
+        self.df_resid = self.nobs - self.k_fe - self.free_modes
+        self.t_method = choice.rule
+        self.auto_check = choice.check
+        self.free_modes_table = choice.free_modes_table
+        self.k_rule = choice.k_rule
+        self._t_ci_cache: dict[float, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------- fixed effects
     @cached_property
@@ -134,17 +130,20 @@ class MixedLMNTKResults:
 
         Returns a DataFrame with columns 0 (lower) and 1 (upper), as statsmodels does.
         """
-        z = stats.norm.ppf(1 - alpha / 2)
-        lo = self.params - z * self.bse
-        hi = self.params + z * self.bse
-        return pd.DataFrame({0: lo, 1: hi})
+        z = stats.norm.ppf(1 - check_alpha(alpha) / 2)
+        return pd.DataFrame({0: self.params - z * self.bse, 1: self.params + z * self.bse})
 
     # ------------------------------------------------------------- variance components
+    @property
+    def _lik_reml(self) -> bool | None:
+        """The likelihood that chose t (REML True, ML False), None for another rule."""
+        return {"reml": True, "ml": False}.get(self.t_method)
+
     @cached_property
     def _cov_log(self) -> np.ndarray:
-        if self._t_lik is None:
+        if self._lik_reml is None:
             return np.full((2, 2), np.nan)
-        return self.model.profile.wald_cov_log(self.estimate, self._t_lik)
+        return self.likelihood_profile.wald_cov_log(self.estimate, self._lik_reml)
 
     @property
     def t_se(self) -> float:
@@ -154,61 +153,58 @@ class MixedLMNTKResults:
     @property
     def scale_se(self) -> float:
         """SE of s2 from the observed information of (log t, log s2) (delta method)."""
-        if self.boundary or self._t_lik is None:  # t not from the likelihood: s2 alone
+        if self.boundary or self._lik_reml is None:  # t not from the likelihood: s2 alone
             n_eff = self.df_resid if self.reml else self.nobs
             return float(self.scale * math.sqrt(2.0 / n_eff))
         return float(self.scale * math.sqrt(self._cov_log[1, 1]))
 
     def t_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         """Profile-likelihood interval for t: ``{t : 2 [l(t_hat) - l(t)] <= chi2_1(1-alpha)}``."""
+        alpha = check_alpha(alpha)
         if alpha not in self._t_ci_cache:
             self._t_ci_cache[alpha] = (
-                (math.nan, math.nan) if self._t_lik is None
-                else self.model.profile.profile_interval(self.estimate, self._t_lik, alpha))
+                (math.nan, math.nan) if self._lik_reml is None
+                else self.likelihood_profile.profile_interval(self.estimate, self._lik_reml,
+                                                              alpha))
         return self._t_ci_cache[alpha]
-
-    @cached_property
-    def _t_ci_cache(self) -> dict:
-        return {}
 
     @property
     def t_reml(self) -> float:
-        """The REML time of the plain kernel, shown beside ``t`` when another rule chose t
-        (``fit(t_method=...)`` or ``free_modes``; see :mod:`mixednn.stopping`)."""
-        if self._t_reml is None:
-            self._t_reml = float(self.model.profile.maximize(True).t)
-        return self._t_reml
+        """The REML time of the plain kernel, shown beside ``t`` when another rule chose t."""
+        return float(self.time_choice.t_reml)
 
-    @cached_property
+    @property
     def stopping_diagnostic(self):
         """Do the stopping rules agree, and does REML's decorrelation hold in the leading
         modes?  A :class:`mixednn.stopping.StoppingDiagnostic` (its ``message`` is the
-        summary's one line, ``None`` when nothing is flagged)."""
-        from .stopping import diagnose
-
-        return diagnose(self.model, reml=self.reml)
+        summary's one line, ``None`` when nothing is flagged), or None when the default
+        rule already acted on it."""
+        return self.time_choice.diagnostic
 
     def scale_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         """Wald interval for s2 on the log scale."""
-        z = stats.norm.ppf(1 - alpha / 2)
+        z = stats.norm.ppf(1 - check_alpha(alpha) / 2)
         se_log = self.scale_se / self.scale
         return (self.scale * math.exp(-z * se_log), self.scale * math.exp(z * se_log))
 
     @cached_property
     def weights(self) -> np.ndarray:
-        """``exp(-t lam_i)``: what is left to learn along each eigen-direction."""
-        return np.exp(-self.t * self.model.profile.lam)
+        """``exp(-t lam_i)``: what is left to learn along each (penalised) eigen-direction."""
+        return np.exp(-self.t * self.likelihood_profile.lam)
 
     @cached_property
     def edf(self) -> float:
-        """Effective degrees of freedom of the network, ``sum_i (1 - exp(-t lam_i))``."""
-        return float(np.sum(-np.expm1(-self.t * self.model.profile.lam)))
+        """Effective df of the network: ``k + sum_i (1 - exp(-t lam_i))`` (k free modes)."""
+        return float(self.free_modes + np.sum(-np.expm1(-self.t * self.likelihood_profile.lam)))
 
     @cached_property
     def signal_share(self) -> float:
-        """``tr(G) / tr(V) = sum(exp(t lam) - 1) / sum(exp(t lam))``: share of variance in signal."""
-        x = self.t * self.model.profile.lam
+        """``tr(G) / tr(V) = sum(exp(t lam) - 1) / sum(exp(t lam))``: share of variance in
+        signal (with free modes: on the remaining spectrum, the free modes have no prior)."""
+        x = self.t * self.likelihood_profile.lam
         m = x.max()
+        if self.free_modes:
+            return float(np.sum(np.exp(x - m) - math.exp(-m)) / np.sum(np.exp(x - m)))
         n_rest = self.nobs - x.shape[0]  # zero eigenvalues outside a low-rank basis
         num = np.sum(np.exp(x - m) - math.exp(-m))
         den = np.sum(np.exp(x - m)) + n_rest * math.exp(-m)
@@ -217,8 +213,8 @@ class MixedLMNTKResults:
     # --------------------------------------------------------------- model comparison
     @property
     def df_modelwc(self) -> int:
-        """Number of estimated parameters: fixed effects, s2 and t."""
-        return self.k_fe + 2
+        """Number of estimated parameters: fixed effects, free-mode coefficients, s2 and t."""
+        return self.k_fe + self.free_modes + 2
 
     @property
     def aic(self) -> float:
@@ -237,15 +233,47 @@ class MixedLMNTKResults:
 
     # -------------------------------------------------------------- in-sample values
     @cached_property
-    def _resid_rot(self) -> np.ndarray:
-        prof = self.model.profile
+    def resid_rot(self) -> np.ndarray:
+        """``U^T (y - f0 - X beta)`` on the penalised directions (the likelihood profile)."""
+        prof = self.likelihood_profile
         return prof.y_rot - prof.X_rot @ self.params.to_numpy()
 
     @cached_property
+    def _full_resid_rot(self) -> np.ndarray:
+        prof = self.model.profile  # every direction of the basis, free modes included
+        return prof.y_rot - prof.X_rot @ self.params.to_numpy() if self.k_fe else prof.y_rot
+
+    @cached_property
+    def _free_index(self) -> np.ndarray | None:
+        fm = self.time_choice.free_modes
+        return None if fm is None or not fm.k else fm.free
+
+    @cached_property
+    def free_coef(self) -> np.ndarray:
+        """gamma: the fitted signal along each free direction (descending eigenvalue)."""
+        free = self._free_index
+        if free is None:
+            return np.empty(0)
+        lam = self.model.profile.lam[free]
+        return self._full_resid_rot[free][np.argsort(lam)[::-1]]
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        """The fit's :class:`~mixednn.prediction.Predictor` (filters at t, beta, s2)."""
+        prof = self.model.profile
+        covb = self.cov_params_fe.to_numpy() if self.k_fe else None
+        return Predictor.from_fit(self.t, prof.lam, self._full_resid_rot, prof.X_rot,
+                                  self.params.to_numpy(), covb, self.scale,
+                                  free=self._free_index)
+
+    @cached_property
     def random_effects(self) -> pd.Series:
-        """BLUP of the network effect u: ``(I - exp(-tK)) r`` = gradient flow for time t."""
-        b = self.model.basis
-        u = b.unrotate((1 - self.weights) * self._resid_rot)
+        """BLUP of the network effect u: ``(I - exp(-tK)) r`` = gradient flow for time t
+        (free leading modes: trained to convergence)."""
+        learned = -np.expm1(-self.t * self.model.profile.lam)
+        if self._free_index is not None:
+            learned[self._free_index] = 1.0
+        u = self.model.basis.unrotate(learned * self._full_resid_rot)
         return pd.Series(u, index=self.model.data.row_labels, name="random_effects")
 
     @cached_property
@@ -291,7 +319,7 @@ class MixedLMNTKResults:
 
     def train(self, lr: float, loss: str = "mean", steps: int | None = None,
               record_every: int | None = None, test_data: Any = None, **kwargs: Any):
-        """Train a copy of the (finite) network for the REML time and compare with the NTK.
+        """Train a copy of the (finite) network for the chosen time and compare with the NTK.
 
         Full-batch gradient descent (``torch.optim.SGD``, no momentum) on ``y - X beta_hat``
         for ``round(self.epochs(lr, loss))`` steps (or ``steps``); see
@@ -300,12 +328,10 @@ class MixedLMNTKResults:
         Returns
         -------
         mixednn.training.TrainingPath
-            Real and NTK-predicted losses, the REML stopping step and the agreement metric.
+            Real and NTK-predicted losses, the stopping step and the agreement metric.
         """
-        from .training import train
-
-        return train(self, lr, loss=loss, steps=steps, record_every=record_every,
-                     test_data=test_data, **kwargs)
+        return training.train(self, lr, loss=loss, steps=steps, record_every=record_every,
+                              test_data=test_data, **kwargs)
 
     # ----------------------------------------------------------- tests of t = 0
     def score_test(self, method: str = "exact", *, tol: float = 1e-9):
@@ -313,32 +339,25 @@ class MixedLMNTKResults:
         :func:`mixednn.inference.score_test` (methods ``"exact"``, ``"imhof"``,
         ``"davies"``, ``"saddlepoint"``, ``"liu"``, ``"satterthwaite"``, ``"plugin"``,
         ``"plugin-liu"``, ``"plugin-satterthwaite"``).  Returns a ``TestResult``."""
-        from .inference import score_test
-
-        return score_test(self, method, tol=tol)
+        return inference.score_test(self, method, tol=tol)
 
     def lr_test(self, method: str = "simulate", nsim: int = 10_000, seed: Any = None):
         """(Restricted) likelihood-ratio test of ``H0: t = 0``: ``"simulate"`` (exact
         finite-sample null) or ``"mixture"`` (50:50 chi2_0 : chi2_1); see
         :func:`mixednn.inference.lr_test`.  Returns a ``TestResult``."""
-        from .inference import lr_test
-
-        return lr_test(self, method, nsim=nsim, seed=seed)
+        return inference.lr_test(self, method, nsim=nsim, seed=seed)
 
     def compare_lr_test(self, other: Any, *, null: str = "simulate", nsim: int = 10_000,
                         seed: Any = None, refit: bool | None = None):
         """Likelihood-ratio test against another nested model (a network model or a
-        statsmodels OLS null); see :func:`mixednn.inference.compare_lr_test`."""
-        from .inference import compare_lr_test
-
-        return compare_lr_test(self, other, null=null, nsim=nsim, seed=seed, refit=refit)
+        statsmodels OLS null); see :func:`mixednn.comparison.compare_lr_test`."""
+        return comparison.compare_lr_test(self, other, null=null, nsim=nsim, seed=seed,
+                                          refit=refit)
 
     def null_fit(self):
         """The no-network model (t = 0) on the same rows: statsmodels OLS of ``y - f0`` on
-        X, ready for ``mn.anova(res.null_fit(), res)``; see :func:`mixednn.inference.ols_null`."""
-        from .inference import ols_null
-
-        return ols_null(self)
+        X, ready for ``mn.anova(res.null_fit(), res)``; see :func:`mixednn.comparison.ols_null`."""
+        return comparison.ols_null(self)
 
     # -------------------------------------------------------------------- profile
     def profile(self, grid: Any = None, num: int = 41) -> pd.DataFrame:
@@ -355,27 +374,17 @@ class MixedLMNTKResults:
         pandas.DataFrame
             Columns ``t``, ``llf``, ``deviance_change`` (``2 [l(t_hat) - l(t)]``).
         """
-        prof = self.model.profile
-        if grid is None:
-            lo, hi = self.t_conf_int()
-            lo_b, hi_b = self.estimate.search_bounds
-            a = max(lo / 10, lo_b) if lo > 0 else max(self.t / 1e3, lo_b) if self.t > 0 else lo_b
-            b = min(hi * 10, hi_b) if np.isfinite(hi) else hi_b
-            grid = np.concatenate([[0.0], np.logspace(np.log10(a), np.log10(b), num)])
-            if self.t > 0:
-                grid = np.sort(np.append(grid, self.t))
-        grid = np.asarray(grid, dtype=float)
-        if np.any(grid < 0):
-            raise ValueError("profile grid values must be >= 0")
-        llf = np.array([prof.loglike(float(t), self.reml) for t in grid])
-        return pd.DataFrame({"t": grid, "llf": llf, "deviance_change": 2 * (self.llf - llf)})
+        return profile_frame(self.likelihood_profile, self.reml, self.t, self.llf,
+                             self.estimate.search_bounds,
+                             self.t_conf_int() if grid is None else None, grid, num)
 
     # -------------------------------------------------------------------- predict
     def predict(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
                 interval: str | None = None, alpha: float = 0.05,
                 cross: str = "auto") -> pd.Series | pd.DataFrame:
-        """Predictions of the fitted (trained) network plus fixed effects (model.md section 4).
+        """Predictions of the fitted (trained) network plus fixed effects (``docs/model.md``
+        section 4; one implementation for every basis, :mod:`mixednn.prediction`).
 
         Parameters
         ----------
@@ -401,8 +410,8 @@ class MixedLMNTKResults:
             training rows.  ``"features"``: through the Nystrom feature map (O(m) per
             new row); ``"exact"``: the exact cross-kernel against every training row,
             streamed in one pass (O(n) per new row, more accurate); ``"auto"``: exact
-            when that pass is cheap (n x (new rows + m) <= 2e8 kernel evaluations).  See
-            :func:`mixednn.lowrank.predict_feature_space`.
+            when that pass is cheap (n x (new rows + m) <= 2e8 kernel evaluations).  The
+            route taken is in ``result.attrs["cross"]``.
 
         Returns
         -------
@@ -410,158 +419,56 @@ class MixedLMNTKResults:
             A Series of means without ``interval``; otherwise columns ``mean``,
             ``lower``, ``upper`` (and ``se``).
         """
-        if interval not in (None, "confidence", "prediction"):
-            raise ValueError(f"interval must be None, 'confidence' or 'prediction', got {interval!r}")
+        check_interval(interval)
+        alpha = check_alpha(alpha)
+        if cross not in ("auto", "exact", "features"):
+            raise ValueError(f"cross must be 'auto', 'exact' or 'features', got {cross!r}")
         m = self.model
-        if getattr(m.basis, "feature_space", False):  # K = Phi Phi^T: no n x n objects
-            from .lowrank import predict_feature_space
-
-            return predict_feature_space(self, newdata, exog=exog, ntk_inputs=ntk_inputs,
-                                         kernel=kernel, offset=offset, interval=interval,
-                                         alpha=alpha, cross=cross)
-        prof = m.profile
         basis = m.basis
-        lam = prof.lam
-        beta = self.params.to_numpy()
-        in_sample = newdata is None and exog is None and ntk_inputs is None and kernel is None
-        if in_sample:
-            index = m.data.row_labels
+        if newdata is None and exog is None and ntk_inputs is None and kernel is None:
             mean = self.fittedvalues.to_numpy()
+            index = m.data.row_labels
             if interval is None:
                 return pd.Series(mean, index=index, name="predicted")
-            Xn = m.exog
-            kt_rot = None  # handled below from U directly
-        else:
-            Xn, Kx, off, index = self._new_design(newdata, exog, ntk_inputs, kernel, offset)
-            a = basis.unrotate(_phi(self.t, lam) * self._resid_rot)
-            mean = off + (Xn @ beta if beta.size else 0.0) + Kx @ a
-            if interval is None:
-                return pd.Series(mean, index=index, name="predicted")
-            kt_rot = basis.rotate(Kx.T)  # U^T k*, n x m
-        # posterior variance of the network part, and the beta-estimation term
-        w = self.weights
-        if kt_rot is None:
-            U = basis.eigenvectors
-            var_u = self.scale * ((U ** 2) @ (1 - w))
-            L = Xn - U @ ((1 - w)[:, None] * prof.X_rot) if beta.size else None
-        else:
-            tol = lam.max() * max(lam.size, 1) * np.finfo(float).eps
-            g = np.zeros_like(lam)
-            nz = lam > tol
-            g[nz] = -np.expm1(-self.t * lam[nz]) / lam[nz] ** 2
-            var_u = self.scale * (g @ kt_rot ** 2)
-            L = Xn - kt_rot.T @ (_phi(self.t, lam)[:, None] * prof.X_rot) if beta.size else None
-        var = var_u
-        if L is not None:
-            var = var + np.einsum("ij,jk,ik->i", L, self.cov_params_fe.to_numpy(), L)
-        return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
-                              alpha, index)
-
-    def _new_design(self, newdata, exog, ntk_inputs, kernel, offset):
-        m = self.model
-        d = m.data
-        if newdata is not None:
-            if not isinstance(newdata, pd.DataFrame):
-                raise TypeError("newdata must be a pandas DataFrame; use exog= / ntk_inputs= for arrays")
-            nrow = len(newdata)
-            index = newdata.index
-            Xn = rebuild_exog(d, newdata) if d.exog_design_info is not None else \
-                self._array_exog(exog, nrow)
-            Zn = None
-            if kernel is None:
-                if not m.kernel_source.can_cross:
-                    m.kernel_source.cross(None, None)  # raises: a cross-kernel is needed
-                Zn = rebuild_ntk_inputs(d, newdata)
-            if offset is None and d.offset_spec not in (None, "array"):
-                if d.offset_spec not in newdata.columns:
-                    raise KeyError(f"newdata lacks the offset column {d.offset_spec!r}")
-                offset = newdata[d.offset_spec].to_numpy(dtype=float)
-        else:
-            if kernel is not None:
-                nrow = np.asarray(kernel).shape[0]
-            elif ntk_inputs is not None:
-                nrow = np.asarray(ntk_inputs).reshape(len(ntk_inputs), -1).shape[0]
-            else:
-                nrow = np.asarray(exog).reshape(len(exog), -1).shape[0]
-            index = pd.RangeIndex(nrow)
-            Xn = self._array_exog(exog, nrow)
-            Zn = None
-            if kernel is None:
-                if ntk_inputs is None:
-                    raise ValueError("pass ntk_inputs= (new network inputs) or kernel= "
-                                     "(cross-kernel) to predict at new points")
-                Zn = np.asarray(ntk_inputs, dtype=float)
-                if Zn.ndim == 1:
-                    Zn = Zn.reshape(-1, 1)
-                if d.ntk_inputs is not None and Zn.shape[1] != d.ntk_inputs.shape[1]:
-                    raise ValueError(f"ntk_inputs has {Zn.shape[1]} columns; the model was fit "
-                                     f"with {d.ntk_inputs.shape[1]}")
-                if not np.all(np.isfinite(Zn)):
-                    raise ValueError("ntk_inputs contains NaN or infinite values")
-        if kernel is not None:
-            Kx = np.asarray(kernel, dtype=float)
-            if Kx.ndim != 2 or Kx.shape != (nrow, m.nobs):
-                raise ValueError(f"kernel= must be the cross-kernel of shape (new rows, training "
-                                 f"rows) = ({nrow}, {m.nobs}), got {Kx.shape}")
-        elif getattr(m.basis, "feature_space", False):  # scaled new inputs; lowrank maps them
-            Kx = m.input_scaling.apply(Zn)
-        else:
-            Kx = m.kernel_source.cross(m.input_scaling.apply(Zn), m.scaled_inputs)
-        if offset is None:
-            if m.offset_mode == "init":
-                off = np.asarray(m.kernel_source.init_output(m.input_scaling.apply(Zn)), float)
-            elif m.offset_mode == "array" and np.any(m.offset != 0):
-                raise ValueError("the model was fit with an offset array: pass offset= for the new rows")
-            else:
-                off = np.zeros(nrow)
-        else:
-            off = np.asarray(offset, dtype=float).ravel()
-            if off.shape[0] != nrow:
-                raise ValueError(f"offset has {off.shape[0]} values for {nrow} new rows")
-        return Xn, Kx, off, index
-
-    def _array_exog(self, exog: Any, nrow: int) -> np.ndarray:
-        p = self.model.k_fe
-        if p == 0:
-            return np.empty((nrow, 0))
-        if exog is None:
-            raise ValueError(f"pass exog= (new fixed-effects design with {p} columns)")
-        X = np.asarray(exog, dtype=float)
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        if X.shape != (nrow, p):
-            raise ValueError(f"exog must have shape ({nrow}, {p}), got {X.shape}")
-        return X
+            pred = self.predictor
+            X = None if basis.feature_space else m.exog
+            var = np.concatenate(basis.map_in_sample(
+                lambda rot, Xb: pred.variance(rot.matrix(), Xb), X))
+            out = interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
+                                 alpha, index)
+            if basis.feature_space:
+                out.attrs["cross"] = "features"
+            return out
+        rows = m.new_rows(newdata, exog=exog, ntk_inputs=ntk_inputs, kernel=kernel,
+                          offset=offset)
+        rotation = basis.cross_rotation(kernel=rows.kernel, inputs=rows.inputs, route=cross)
+        return self.predictor.frame(rotation, rows, interval, alpha)
 
     # -------------------------------------------------------------------- plots
     def plot_profile(self, **kwargs: Any):
         """Profile log-likelihood against t with t_hat and its CI; see
         :func:`mixednn.plotting.plot_profile`.  Returns a matplotlib Figure."""
-        from .plotting import plot_profile
-
-        return plot_profile(self, **kwargs)
+        return plotting.plot_profile(self, **kwargs)
 
     def plot_spectrum(self, **kwargs: Any):
         """Eigenvalues against spectral losses at t_hat (the REML decorrelation); see
         :func:`mixednn.plotting.plot_spectrum`.  Returns a matplotlib Figure."""
-        from .plotting import plot_spectrum
-
-        return plot_spectrum(self, **kwargs)
+        return plotting.plot_spectrum(self, **kwargs)
 
     def plot_fit(self, **kwargs: Any):
         """Observed vs fitted and residuals vs fitted; see
         :func:`mixednn.plotting.plot_fit`.  Returns a matplotlib Figure."""
-        from .plotting import plot_fit
-
-        return plot_fit(self, **kwargs)
+        return plotting.plot_fit(self, **kwargs)
 
     # -------------------------------------------------------------------- summary
     def summary(self, alpha: float = 0.05):
         """A statsmodels ``Summary`` (text, HTML and LaTeX) of the fit."""
-        from .summary import build_summary
-
-        return build_summary(self, alpha=alpha)
+        return summary.build_summary(self, alpha=check_alpha(alpha))
 
     def __repr__(self) -> str:
+        if self.free_modes:
+            return (f"<MixedLMNTKResults {self.method}: k={self.free_modes} free modes, "
+                    f"t={self.t:.4g}, scale={self.scale:.4g}, llf={self.llf:.4f}, "
+                    f"nobs={self.nobs}>")
         return (f"<MixedLMNTKResults {self.method}: t={self.t:.4g}, scale={self.scale:.4g}, "
                 f"llf={self.llf:.4f}, nobs={self.nobs}>")

@@ -4,20 +4,10 @@ REML (``docs/model.md`` section 2) estimates t as a variance component.  The rul
 here instead choose t to minimise an estimate of prediction error of the fitted
 values, all from the model's one decomposition ``K = U diag(lam) U^T``.
 
-The smoother
-------------
-With ``E_t = exp(-tK)``, ``W = diag(exp(-t lam))`` and the fixed effects estimated by
-GLS under ``V(t) = s2 exp(tK)``, ``beta(t) = (X^T E_t X)^{-1} X^T E_t y``, the fitted
-values ``X beta(t) + (I - E_t)(y - X beta(t))`` are ``H_t y`` with the full hat matrix
-
-    H_t = I - M_t,     M_t = E_t - E_t X (X^T E_t X)^{-1} X^T E_t,
-
-since the residual is ``y - y_hat = E_t (y - X beta(t)) = M_t y``.  (Without fixed
-effects, ``H_t = S_t = I - exp(-tK)``, the network smoother.)  ``M_t`` is, up to
-``s2``, the REML projection ``P = V^{-1} - V^{-1} X (X^T V^{-1} X)^{-1} X^T V^{-1}``.
-In the rotated basis ``tr M_t = sum_i w_i - sum_i w_i h_i`` with ``h_i`` the
-leverages of the weighted least-squares problem ``sqrt(W) X~``, so GCV and Cp cost
-O(n p^2) per t, like the likelihood.
+The smoother (the hat matrix ``H_t = I - M_t`` of the fitted values, and what the
+rules read from the decomposition) is :mod:`mixednn.smoother` (:class:`SmootherData`,
+:func:`~mixednn.smoother.hat_matrix`); this module owns the rules, how t is chosen by
+name, and the stopping diagnostic.
 
 The rules (each minimised over t >= 0 by :meth:`SpectralProfile.minimize_criterion`)
 ----------------------------------------------------------------------------------
@@ -53,210 +43,25 @@ Wahba (1990). Spline Models for Observational Data, ch. 4. SIAM.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 from scipy import stats
 
-from .spectral import (BoundaryFitWarning, InterpolationWarning, SpectralProfile, TimeEstimate)
+from .profile import TimeEstimate
+from .smoother import SmootherData
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .model import MixedLMNTK
-    from .results import MixedLMNTKResults
-
-__all__ = ["T_METHODS", "SmootherData", "GCV", "Cp", "LeaveOneOut", "KFold", "make_criterion",
-           "choose_time", "hat_matrix", "compare_rules", "diagnose", "StoppingDiagnostic",
-           "fit_with_rule"]
+__all__ = ["T_METHODS", "GCV", "Cp", "LeaveOneOut", "KFold", "make_criterion", "choose_time",
+           "check_rule", "compare_rules", "diagnose", "StoppingDiagnostic", "leaves_residual_df",
+           "residual_df_ok", "LIKELIHOOD_RULES"]
 
 #: The rules accepted by ``fit(t_method=...)``.
 T_METHODS = ("reml", "ml", "gcv", "cp", "loo", "kfold")
-_LIKELIHOOD = ("reml", "ml")
-
-
-# ------------------------------------------------------------------------ smoother data
-
-@dataclass
-class SmootherData:
-    """What the prediction-error rules need, all from one decomposition.
-
-    Parameters
-    ----------
-    profile : SpectralProfile
-        Rotated response and design (``m`` eigen-directions).
-    nobs : int
-        n, the number of rows (may exceed ``m``).
-    complement : {"none", "identity", "absorbed"}
-        What happens outside the ``m`` directions: ``"none"`` (a full basis, m = n),
-        ``"identity"`` (a low-rank kernel: ``K = 0`` there, weight 1, via the
-        profile's ``rest_gram``) or ``"absorbed"`` (free modes: the directions are
-        unpenalised fixed effects, fitted exactly, ``M_t = 0`` there).
-    eigenvectors : callable returning ndarray (n, m), optional
-        The ``m`` eigenvectors as columns (only LOO and K-fold need them).
-    y, X : ndarray, optional
-        Response minus offset, and the fixed-effects design, in the data basis
-        (needed by LOO and K-fold only with ``complement="identity"``).
-    """
-
-    profile: SpectralProfile
-    nobs: int
-    complement: str = "none"
-    eigenvectors: Any = None
-    y: np.ndarray | None = None
-    X: np.ndarray | None = None
-
-    @classmethod
-    def from_model(cls, model: "MixedLMNTK") -> "SmootherData":
-        """The smoother of a fitted model's decomposition."""
-        basis = model.basis
-        rot = cls.rotated(model)
-        return cls(rot.profile, model.nobs, rot.complement, lambda: basis.eigenvectors,
-                   model.endog - model.offset, model.exog)
-
-    @classmethod
-    def rotated(cls, model: "MixedLMNTK") -> "SmootherData":
-        """Only the rotated quantities: enough for the likelihood, GCV and Cp, and reads
-        no rows (a streamed model's rows stay where they are)."""
-        prof = model.profile
-        comp = ("identity" if prof.rest_gram is not None
-                else "absorbed" if prof.lam.shape[0] < model.nobs else "none")
-        return cls(prof, model.nobs, comp)
-
-    # -- one t -------------------------------------------------------------------
-    def parts(self, t: float, normalize: bool = False) -> dict:
-        """Rotated residuals and weighted leverages at ``t``.
-
-        Returns a dict with ``w`` (weights), ``beta``, ``r`` (``y~ - X~ beta``),
-        ``G`` (``W X~ R^{-1}`` with ``X~^T W X~ = R^T R``, m x p), ``e2`` (``||M_t y||^2``)
-        and ``trM`` (``tr M_t``).  ``normalize=True`` divides the weights by their
-        maximum and sets those below 1e-250 to zero, which scales ``M_t`` by a constant
-        (LOO and K-fold residuals are invariant) and keeps subnormal numbers, which
-        slow BLAS down by orders of magnitude, out of the products.
-        """
-        prof = self.profile
-        p = prof.p
-        w = np.exp(-t * prof.lam)
-        if normalize:
-            if self.complement != "identity" and w.size:
-                w = w / w.max()
-            w[w < 1e-250] = 0.0
-        sw = np.sqrt(w)
-        B = sw[:, None] * prof.X_rot
-        yb = sw * prof.y_rot
-        rest = prof._rest_root if self.complement == "identity" else None
-        if rest is not None:
-            B = np.vstack([B, rest[:, :p]])
-            yb = np.concatenate([yb, rest[:, p]])
-        n_extra = self.nobs - prof.lam.shape[0] if self.complement == "identity" else 0
-        if p:
-            Q, R = np.linalg.qr(B)
-            d = np.abs(np.diag(R))
-            if d.min() <= 1e-13 * max(d.max(), 1e-300):
-                return {"w": w, "beta": np.full(p, np.nan), "r": None, "G": None,
-                        "e2": np.nan, "trM": np.nan}
-            beta = scipy.linalg.solve_triangular(R, Q.T @ yb)
-            h = np.einsum("ij,ij->i", Q, Q)
-            m = prof.lam.shape[0]
-            trM = float(np.sum(w * (1 - h[:m])) + n_extra - np.sum(h[m:]))
-            r = prof.y_rot - prof.X_rot @ beta
-            G = scipy.linalg.solve_triangular(R, (w[:, None] * prof.X_rot).T, trans="T").T
-        else:
-            beta = np.empty(0)
-            r = prof.y_rot
-            trM = float(np.sum(w) + n_extra)
-            G = np.empty((w.shape[0], 0))
-        e2 = float(np.sum((w * r) ** 2))
-        if rest is not None:
-            rr = rest[:, p] - rest[:, :p] @ beta
-            e2 += float(rr @ rr)
-        return {"w": w, "beta": beta, "r": r, "G": G, "e2": e2, "trM": trM}
-
-    def grid_parts(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``||M_t y||^2`` and ``tr M_t`` on many t at once, from weighted cross-products.
-
-        Vectorised (one matrix product for all t, then batched p x p solves); used to
-        locate the minimum on the search grid, which :meth:`parts` (QR, no
-        cancellation) then refines.
-        """
-        prof = self.profile
-        p = prof.p
-        ts = np.asarray(ts, dtype=float)
-        W = np.exp(-np.outer(ts, prof.lam))
-        A = prof._A
-        q = p + 1
-        AA = (A[:, :, None] * A[:, None, :]).reshape(A.shape[0], q * q)
-        S1 = (W @ AA).reshape(-1, q, q)
-        S2 = ((W * W) @ AA).reshape(-1, q, q)
-        sw = W.sum(axis=1)
-        if self.complement == "identity":
-            S1 = S1 + prof.rest_gram
-            S2 = S2 + prof.rest_gram
-            sw = sw + (self.nobs - prof.lam.shape[0])
-        if not p:
-            return np.maximum(S2[:, 0, 0], 0.0), sw
-        XX = S1[:, :p, :p]
-        with np.errstate(all="ignore"):
-            try:
-                sol = np.linalg.solve(XX, np.concatenate([S1[:, :p, p:], S2[:, :p, :p]], axis=2))
-            except np.linalg.LinAlgError:
-                sol = np.stack([np.linalg.lstsq(XX[i], np.concatenate(
-                    [S1[i, :p, p:], S2[i, :p, :p]], axis=1), rcond=None)[0] for i in range(len(ts))])
-            beta = sol[:, :, 0]
-            e2 = (S2[:, p, p] - 2 * np.einsum("ti,ti->t", beta, S2[:, :p, p])
-                  + np.einsum("ti,tij,tj->t", beta, S2[:, :p, :p], beta))
-            trM = sw - np.einsum("tii->t", sol[:, :, 1:])
-        return np.maximum(e2, 0.0), trM
-
-    def data_basis(self, t: float, parts: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``diag(M_t)``, ``M_t y`` and ``E_t X R^{-1}`` in the data basis (for LOO / K-fold)."""
-        pr = self.parts(t, normalize=True) if parts is None else parts
-        U = self._U()
-        w, r, G = pr["w"], pr["r"], pr["G"]
-        if r is None:
-            n = self.nobs
-            return np.full(n, np.nan), np.full(n, np.nan), np.full((n, self.profile.p), np.nan)
-        if getattr(self, "_U2", None) is None:
-            self._U2 = U * U
-        dE = self._U2 @ w
-        e = U @ (w * r)
-        EXR = U @ G
-        if self.complement == "identity":
-            beta = pr["beta"]
-            yr = self.y - self.X @ beta
-            Rm = self._Rinv(pr)
-            dE = dE + (1.0 - np.einsum("ij,ij->i", U, U))
-            e = e + (yr - U @ (U.T @ yr))
-            if self.profile.p:
-                XR = self.X @ Rm
-                EXR = EXR + (XR - U @ (U.T @ XR))
-        diagM = dE - np.einsum("ij,ij->i", EXR, EXR)
-        return diagM, e, EXR
-
-    def _Rinv(self, pr: dict) -> np.ndarray:
-        prof = self.profile
-        p = prof.p
-        if not p:
-            return np.empty((0, 0))
-        B = np.sqrt(pr["w"])[:, None] * prof.X_rot
-        if self.complement == "identity":
-            B = np.vstack([B, prof._rest_root[:, :p]])
-        R = np.linalg.qr(B, mode="r")
-        return scipy.linalg.solve_triangular(R, np.eye(p))
-
-    def _U(self) -> np.ndarray:
-        if self.eigenvectors is None:
-            raise ValueError("leave-one-out and K-fold CV need the eigenvectors of K; build the "
-                             "SmootherData with eigenvectors=")
-        if callable(self.eigenvectors):
-            self.eigenvectors = np.asarray(self.eigenvectors())
-        return self.eigenvectors
-
-    def trace_hat(self, t: float) -> float:
-        """Effective degrees of freedom of the whole fit, ``tr H_t = n - tr M_t``."""
-        return self.nobs - self.parts(t)["trM"]
+#: The rules that maximise a likelihood (the others minimise a prediction error).
+LIKELIHOOD_RULES = ("reml", "ml")
 
 
 # ------------------------------------------------------------------------ criteria
@@ -287,7 +92,8 @@ class GCV(_Criterion):
     Examples
     --------
     >>> import numpy as np, mixednn as mn
-    >>> from mixednn.stopping import GCV, SmootherData
+    >>> from mixednn.smoother import SmootherData
+    >>> from mixednn.stopping import GCV
     >>> rng = np.random.default_rng(0); Z = rng.normal(size=(60, 2))
     >>> y = np.sin(Z[:, 0]) + 0.3 * rng.normal(size=60)
     >>> m = mn.MixedLMNTK(y, np.ones((60, 1)), Z, network=mn.MLP(depth=1))
@@ -365,9 +171,7 @@ class LeaveOneOut(_Criterion):
         if data.complement == "identity":
             return super().values(ts)
         prof = data.profile
-        U = data._U()
-        if getattr(data, "_U2", None) is None:
-            data._U2 = U * U
+        U = data.eigenvector_matrix()
         p = prof.p
         Xr, yr = prof.X_rot, prof.y_rot
         out = np.empty(ts.shape[0])
@@ -394,7 +198,7 @@ class LeaveOneOut(_Criterion):
             C = np.concatenate([(W * r)[:, :, None], G], axis=2)  # t x m x (p+1)
             D = U @ C.transpose(1, 0, 2).reshape(U.shape[1], -1)
             D = D.reshape(U.shape[0], tc.shape[0], p + 1)
-            dE = data._U2 @ W.T  # n x t
+            dE = data.squared_eigenvectors() @ W.T  # n x t
             diagM = dE - np.einsum("ntk,ntk->nt", D[:, :, 1:], D[:, :, 1:])
             with np.errstate(all="ignore"):
                 res = np.where(diagM > 1e-12, D[:, :, 0] / diagM, np.inf)
@@ -442,7 +246,7 @@ class KFold(_Criterion):
         pr = data.parts(t, normalize=True)
         if pr["r"] is None:
             return np.full(data.nobs, np.inf)
-        U = data._U()
+        U = data.eigenvector_matrix()
         _, e, EXR = data.data_basis(t, pr)
         w = pr["w"]
         out = np.empty(data.nobs)
@@ -504,7 +308,8 @@ def make_criterion(data: SmootherData, name: str, *, sigma2: Any = "gcv", folds:
 
 # ------------------------------------------------------------------------ choosing t
 
-def _check_method(t_method: str) -> str:
+def check_rule(t_method: Any) -> str:
+    """The rule name, lower-cased, or a ValueError listing the valid ones."""
     if not isinstance(t_method, str) or t_method.lower() not in T_METHODS:
         valid = ", ".join(repr(m) for m in ("auto",) + T_METHODS)
         raise ValueError(f"t_method must be one of {valid}; got {t_method!r}")
@@ -530,111 +335,32 @@ def choose_time(data: SmootherData, t_method: str = "reml", reml: bool = True,
     TimeEstimate
         With ``criterion`` set to ``t_method``.
     """
-    t_method = _check_method(t_method)
+    t_method = check_rule(t_method)
     ppd = options.pop("points_per_decade", None)
     bad = set(options) - {"sigma2", "folds", "seed"}
     if bad:
         raise TypeError(f"unknown option(s) for the t rules: {sorted(bad)}; "
                         "valid: sigma2 (cp), folds and seed (kfold), points_per_decade")
-    if t_method in _LIKELIHOOD:
-        est = data.profile.maximize(t_method == "reml", **({"points_per_decade": ppd} if ppd else {}))
-        est.criterion = t_method
-        est.value = -est.llf
-        return est
+    if t_method in LIKELIHOOD_RULES:
+        return data.profile.maximize(t_method == "reml", **({"points_per_decade": ppd} if ppd else {}))
     crit = make_criterion(data, t_method, reml=reml, **options)
     return data.profile.minimize_criterion(crit, reml, points_per_decade=ppd)
-
-
-def fit_with_rule(model: "MixedLMNTK", reml: bool = True, t_method: str | None = None,
-                  free_modes: Any = 0, t_options: dict | None = None,
-                  stacklevel: int = 3) -> "MixedLMNTKResults":
-    """What :meth:`MixedLMNTK.fit` does when ``t_method`` or ``free_modes`` is given.
-
-    See :meth:`MixedLMNTK.fit`.  The REML time of the plain kernel is always computed
-    as well (``res.t_reml``), so the summary can show it beside the chosen t.
-    """
-    from .results import MixedLMNTKResults
-
-    if t_method is None or (isinstance(t_method, str) and t_method.lower() == "auto"):
-        t_method = "reml" if reml else "ml"  # free modes: the likelihood on the rest
-    t_method = _check_method(t_method)
-    options = dict(t_options or {})
-    if isinstance(free_modes, str) or (free_modes not in (0, None)):
-        from .freemodes import fit_free_modes
-
-        return fit_free_modes(model, reml=reml, t_method=t_method, free_modes=free_modes,
-                              t_options=options, stacklevel=stacklevel + 1)
-    data = SmootherData.from_model(model)
-    est = choose_time(data, t_method, reml, **options)
-    _warn(est, stacklevel + 1)
-    _warn_near_interpolation(data, est, stacklevel + 1)
-    res = MixedLMNTKResults(model, est, reml)
-    res.t_method = t_method
-    res._t_reml = est.t if t_method == "reml" else None
-    return res
 
 
 def leaves_residual_df(data: SmootherData, est: TimeEstimate) -> bool:
     """False when the fit at ``est.t`` leaves fewer than ``max(2, n/100)`` residual
     degrees of freedom ``tr(I - H_t)`` (near interpolation)."""
-    return _residual_df_ok(data, data.parts(est.t)["trM"])
+    return residual_df_ok(data, data.parts(est.t)["trM"])
 
 
-def _residual_df_ok(data: SmootherData, trM: float) -> bool:
+def residual_df_ok(data: SmootherData, trM: float) -> bool:
+    """False when ``tr M_t = trM`` leaves fewer than ``max(2, n/100)`` residual df."""
     return not (np.isfinite(trM) and trM < max(2.0, 0.01 * data.nobs))
 
 
-def _warn_near_interpolation(data: SmootherData, est: TimeEstimate, stacklevel: int) -> None:
-    """Prediction-error rules can run to (near) interpolation, where predictions at new
-    points are unstable: say so when fewer than max(2, n/100) residual df are left."""
-    if est.criterion in _LIKELIHOOD or est.at_upper or est.boundary:
-        return
-    trM = data.parts(est.t)["trM"]
-    if not _residual_df_ok(data, trM):
-        warnings.warn(f"{est.criterion} chose a nearly interpolating fit (residual df tr(I - H) "
-                      f"= {trM:.3g} of n = {data.nobs}); predictions at new points may be "
-                      "unstable: compare t_method='reml' or 'loo'", InterpolationWarning,
-                      stacklevel=stacklevel)
+# ------------------------------------------------------------------------ comparing rules
 
-
-def _warn(est: TimeEstimate, stacklevel: int) -> None:
-    if est.boundary:
-        warnings.warn(est.message, BoundaryFitWarning, stacklevel=stacklevel)
-    elif est.at_upper:
-        warnings.warn(est.message, InterpolationWarning, stacklevel=stacklevel)
-
-
-# ------------------------------------------------------------------------ reference objects
-
-def hat_matrix(model: "MixedLMNTK", t: float) -> np.ndarray:
-    """Dense n x n hat matrix ``H_t`` of the fitted values ``X beta(t) + u_hat(t)``.
-
-    ``H_t = I - M_t`` with ``M_t = U (W - W X~ (X~^T W X~)^{-1} X~^T W) U^T`` (module
-    notes); O(n^2) memory, meant for checks and small n.
-
-    Examples
-    --------
-    >>> import numpy as np, mixednn as mn
-    >>> from mixednn.stopping import hat_matrix
-    >>> rng = np.random.default_rng(0); Z = rng.normal(size=(40, 2))
-    >>> y = np.sin(Z[:, 0]) + 0.3 * rng.normal(size=40)
-    >>> m = mn.MixedLMNTK(y, np.ones((40, 1)), Z, network=mn.MLP(depth=1))
-    >>> res = m.fit()
-    >>> bool(np.allclose(hat_matrix(m, res.t) @ m.endog, res.fittedvalues))
-    True
-    """
-    data = SmootherData.from_model(model)
-    U = data._U()
-    pr = data.parts(float(t))
-    w = pr["w"]
-    E = (U * w) @ U.T
-    if data.complement == "identity":
-        E += np.eye(model.nobs) - U @ U.T
-    _, _, EXR = data.data_basis(float(t), pr)
-    return np.eye(model.nobs) - (E - EXR @ EXR.T)
-
-
-def compare_rules(model: "MixedLMNTK", rules: tuple[str, ...] = ("reml", "ml", "gcv", "cp", "loo"),
+def compare_rules(model: Any, rules: tuple[str, ...] = ("reml", "ml", "gcv", "cp", "loo"),
                   reml: bool = True, **options: Any) -> pd.DataFrame:
     """t chosen by each rule, with the fit's effective df and the REML log-likelihood there.
 
@@ -720,14 +446,15 @@ class StoppingDiagnostic:
                 + ". Compare fit(t_method='gcv' or 'loo') and fit(free_modes='auto').")
 
 
-def diagnose(model: "MixedLMNTK", t: float | None = None, reml: bool = True, *,
+def diagnose(model: Any, t: float | None = None, reml: bool = True, *,
              factor: float = 2.5, min_excess: float = 0.05, leading: int | None = None,
              alpha: float = 1e-3) -> StoppingDiagnostic:
     """Check the REML time: agreement with GCV, and decorrelation in the leading modes.
 
     Parameters
     ----------
-    model : MixedLMNTK
+    model : MixedLMNTK or SmootherData
+        The model, or the rotated smoother data of its (possibly restricted) spectrum.
     t : float, optional
         The time to check the leading modes at (default: the REML time).
     reml : bool
@@ -756,8 +483,8 @@ def diagnose(model: "MixedLMNTK", t: float | None = None, reml: bool = True, *,
     far too small (the likelihood holds t down to avoid the implied variance there),
     which is when free leading modes (:mod:`mixednn.freemodes`) help.
     """
-    prof = model.profile
-    data = SmootherData.rotated(model)
+    data = model if isinstance(model, SmootherData) else SmootherData.rotated(model)
+    prof = data.profile
     t_r = prof.maximize(True).t
     gcv = GCV(data)
     t_g = prof.minimize_criterion(gcv, reml).t

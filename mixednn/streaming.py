@@ -1,4 +1,10 @@
-"""Streaming data: chunked CSV files and dask data frames, one design for all partitions.
+"""Streamed designs: one patsy design for all partitions of a dask frame or a chunked CSV.
+
+This module owns what the rows of a partition *mean*: the picklable recipe of every
+partition's design (:class:`DesignRecipe`), the first passes over the data
+(:func:`build_streamed_design`) and the model's data when rows stream
+(:class:`StreamedDesign`).  How partitions are read and mapped -- :class:`CSVSource`,
+dask, the row sources -- is :mod:`mixednn.partitions`.
 
 ``MixedLMNTK.from_formula(formula, data=ddf, low_rank=m)`` with a
 ``dask.dataframe.DataFrame`` (or ``data=CSVSource("big.csv")``) never loads the
@@ -10,15 +16,12 @@ partitions (chunks) followed by a tree reduction:
 2. *moments and landmark pool*: row counts (and rows dropped as incomplete),
    means and variances of the network inputs (their standardisation), ``X^T X``
    (the rank check of the fixed effects) and the landmark candidate pool
-   (rows with the smallest seeded hash keys, see :mod:`mixednn.lowrank`);
+   (rows with the smallest seeded hash keys, see :mod:`mixednn.features`);
 3. *sufficient statistics* ``[Phi, y - f0, X]^T [Phi, y - f0, X]``
    (:func:`mixednn.lowrank.accumulate_stats`).
 
-With dask, each pass is one task graph (``dask.compute``), so it runs on whatever
-scheduler is active -- a ``dask.distributed`` ``Client`` if the user has one (tests
-use a ``LocalCluster``), the threaded scheduler otherwise.  A CSV is read chunk by
-chunk (``pandas.read_csv(chunksize=...)``) in this process, with a tqdm bar on long
-passes.
+With dask, each pass is one task graph on whatever scheduler is active; a CSV is
+read chunk by chunk in this process (:mod:`mixednn.partitions`).
 
 Categorical levels
 ------------------
@@ -40,12 +43,10 @@ column of the data.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,74 +54,11 @@ import patsy
 from patsy import EvalEnvironment, NAAction
 from patsy.util import SortAnythingKey
 
-from .formula import InputScaling, _capture_env, _columns_mentioned, _ntk_desc, _patsy_message
-from .lowrank import RowChunk, TreeReducer, _show_progress, _smallest, pool_size, row_keys
+from .formula import InputScaling, capture_env, columns_mentioned, ntk_desc, patsy_message
+from .partitions import CSVRowSource, DaskRowSource, is_dask_frame, reduce_frames
+from .rows import RowChunk, pool_size, row_keys, smallest_keys
 
-__all__ = ["CSVSource", "is_streamed", "build_streamed_design", "StreamedDesign",
-           "DaskRowSource", "CSVRowSource"]
-
-
-# ============================================================================ inputs
-
-class CSVSource:
-    """A CSV file read in chunks, never whole: pass it as ``data=`` to ``from_formula``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    chunksize : int
-        Rows per chunk (``pandas.read_csv(chunksize=...)``).
-    **read_csv_kwargs
-        Passed to :func:`pandas.read_csv` (``sep``, ``dtype``, ``usecols``, ...).
-
-    Examples
-    --------
-    >>> import os, tempfile, numpy as np, pandas as pd
-    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
-    >>> pd.DataFrame({"y": np.arange(5.0), "x": np.arange(5.0)}).to_csv(path, index=False)
-    >>> src = CSVSource(path, chunksize=2)
-    >>> [len(f) for f in src.frames()]
-    [2, 2, 1]
-    >>> list(src.columns)
-    ['y', 'x']
-    """
-
-    def __init__(self, path: str | os.PathLike, *, chunksize: int = 100_000, **read_csv_kwargs: Any):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"CSV file {path!s} not found")
-        if int(chunksize) != chunksize or chunksize < 1:
-            raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
-        if "chunksize" in read_csv_kwargs or "iterator" in read_csv_kwargs:
-            raise ValueError("pass chunksize= to CSVSource itself")
-        self.path = os.fspath(path)
-        self.chunksize = int(chunksize)
-        self.kwargs = read_csv_kwargs
-
-    @property
-    def columns(self) -> pd.Index:
-        return pd.read_csv(self.path, nrows=0, **self.kwargs).columns
-
-    def head(self, n: int = 100) -> pd.DataFrame:
-        return pd.read_csv(self.path, nrows=n, **self.kwargs)
-
-    def frames(self) -> Iterator[pd.DataFrame]:
-        """The chunks, in file order (a fresh reader each call)."""
-        with pd.read_csv(self.path, chunksize=self.chunksize, **self.kwargs) as reader:
-            yield from reader
-
-    def __repr__(self) -> str:
-        return f"CSVSource({self.path!r}, chunksize={self.chunksize})"
-
-
-def _is_dask_frame(data: Any) -> bool:
-    mod = type(data).__module__ or ""
-    return mod.startswith("dask") and hasattr(data, "to_delayed") and hasattr(data, "npartitions")
-
-
-def is_streamed(data: Any) -> bool:
-    """Whether ``data`` is read in chunks (a dask data frame or a :class:`CSVSource`)."""
-    return isinstance(data, CSVSource) or _is_dask_frame(data)
+__all__ = ["build_streamed_design", "StreamedDesign", "DesignRecipe"]
 
 
 # ============================================================================ recipe
@@ -164,14 +102,14 @@ class DesignRecipe:
             y_df, X_df = patsy.dmatrices(self.formula, frame, eval_env=env, NA_action=na,
                                          return_type="dataframe")
         except patsy.PatsyError as exc:
-            raise ValueError(_patsy_message(exc, self.formula, frame)) from None
+            raise ValueError(patsy_message(exc, self.formula, frame)) from None
         z_info = None
         if isinstance(self.ntk, str):
             try:
-                z_info = patsy.dmatrix(_ntk_desc(self.ntk), frame, eval_env=env, NA_action=na,
+                z_info = patsy.dmatrix(ntk_desc(self.ntk), frame, eval_env=env, NA_action=na,
                                        return_type="dataframe").design_info
             except patsy.PatsyError as exc:
-                raise ValueError(_patsy_message(exc, self.ntk, frame)) from None
+                raise ValueError(patsy_message(exc, self.ntk, frame)) from None
         return y_df.design_info, X_df.design_info, z_info
 
     # -- partitions ----------------------------------------------------------------------
@@ -224,7 +162,7 @@ class DesignRecipe:
         except patsy.PatsyError as exc:
             env_err = exc
         if env_err is not None:
-            raise ValueError(_patsy_message(env_err, self.formula, f))
+            raise ValueError(patsy_message(env_err, self.formula, f))
         keep = pd.Index(y_df.index).intersection(Z_df.index, sort=False)
         off = np.zeros(len(f))
         if self.offset is not None:
@@ -236,94 +174,6 @@ class DesignRecipe:
         Z = Z_df.loc[keep].to_numpy(dtype=float)
         pos = keep.to_numpy()
         return RowChunk(y, X, Z, off[pos], labels[pos], n_dropped=n_in - len(keep))
-
-
-def _run_part(frame: pd.DataFrame, recipe: DesignRecipe, fn: Callable) -> Any:
-    return fn(recipe.chunk(frame))
-
-
-def _identity(x: Any) -> Any:
-    return x
-
-
-# ============================================================================ row sources
-
-class CSVRowSource:
-    """Row source over a :class:`CSVSource`: chunks in file order, in this process."""
-
-    def __init__(self, csv: CSVSource, recipe: DesignRecipe, nobs: int = 0):
-        self.csv = csv
-        self.recipe = recipe
-        self.nobs = nobs
-
-    def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable | None = None,
-                   desc: str = "", width: int = 64) -> Any:
-        it: Any = self.csv.frames()
-        if _show_progress(self.nobs):
-            from tqdm.auto import tqdm
-
-            total = -(-self.nobs // self.csv.chunksize) if self.nobs else None
-            it = tqdm(it, total=total, desc=desc or "CSV", unit="chunk", file=sys.stderr)
-        if combine is None:
-            return [_run_part(f, self.recipe, fn) for f in it]
-        red = TreeReducer(combine)
-        for f in it:
-            red.push(_run_part(f, self.recipe, fn))
-        return red.result()
-
-
-class DaskRowSource:
-    """Row source over a dask data frame: one task per partition, tree reduction.
-
-    Computed with ``dask.compute``, i.e. on the active scheduler (a
-    ``dask.distributed`` client when one exists).
-    """
-
-    def __init__(self, ddf: Any, recipe: DesignRecipe, nobs: int = 0):
-        self.ddf = ddf
-        self.recipe = recipe
-        self.nobs = nobs
-
-    def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable | None = None,
-                   desc: str = "", width: int = 64) -> Any:
-        import dask
-
-        parts = self.ddf.to_delayed()
-        rec = dask.delayed(_identity, pure=True)(self.recipe)  # shipped once, not per task
-        fnd = dask.delayed(_identity)(fn)
-        outs = [dask.delayed(_run_part)(p, rec, fnd) for p in parts]
-        if combine is not None:
-            comb = dask.delayed(_identity)(combine)
-            while len(outs) > 1:
-                outs = [dask.delayed(_call2)(comb, outs[i], outs[i + 1]) if i + 1 < len(outs)
-                        else outs[i] for i in range(0, len(outs), 2)]
-            return _compute(outs[0], len(parts))
-        return list(_compute(outs, len(parts)))
-
-
-def _call2(f: Callable, a: Any, b: Any) -> Any:
-    return f(a, b)
-
-
-def _compute(obj: Any, nparts: int) -> Any:
-    import dask
-
-    if not _show_progress(n_parts=nparts):
-        return dask.compute(obj)[0]
-    try:
-        from distributed import default_client, progress
-
-        client = default_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is not None:
-        fut = client.compute(obj)
-        progress(fut)
-        return client.gather(fut)
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar():
-        return dask.compute(obj)[0]
 
 
 # ============================================================================ design
@@ -355,7 +205,7 @@ class _Scan:
         else:
             zm = zm2 = np.zeros(Z.shape[1])
             ym = ym2 = 0.0
-        keys, rows = (_smallest(row_keys(Z, seed), Z, pool) if pool and n
+        keys, rows = (smallest_keys(row_keys(Z, seed), Z, pool) if pool and n
                       else (np.empty(0, np.uint64), np.empty((0, Z.shape[1]))))
         return _Scan(n + chunk.n_dropped, n, zm, zm2, ym, ym2, chunk.X.T @ chunk.X, keys, rows,
                      pool)
@@ -372,7 +222,7 @@ class _Scan:
             ym = self.y_mean + dy * (o.n / n)
             ym2 = self.y_m2 + o.y_m2 + dy ** 2 * (self.n * o.n / n)
         cap = max(self.cap, o.cap)
-        keys, rows = _smallest(np.concatenate([self.pool_keys, o.pool_keys]),
+        keys, rows = smallest_keys(np.concatenate([self.pool_keys, o.pool_keys]),
                                np.vstack([self.pool_rows, o.pool_rows]), cap)
         return _Scan(self.n_in + o.n_in, n, zm, zm2, ym, ym2, self.xtx + o.xtx, keys, rows, cap)
 
@@ -414,6 +264,11 @@ class StreamedDesign:
         self._scaling: InputScaling | None = None
         self._cache: dict[str, Any] = {}
         source.nobs = self.nobs
+
+    @property
+    def rows_loaded(self) -> bool:
+        """Whether the rows have been read into memory (a fit never needs to)."""
+        return bool(self._cache)
 
     def input_scaling(self, scale_inputs: bool) -> InputScaling:
         """Standardisation from the moments pass (R's ``scale()``: mean, sd with ddof=1)."""
@@ -496,7 +351,7 @@ def _namespace(env: EvalEnvironment, codes: Sequence[str], columns: Sequence[str
 def _categorical_columns(formula_text: str, dtypes: pd.Series, columns: Sequence[str]) -> list[str]:
     cols = []
     frame_like = pd.DataFrame(columns=list(columns))
-    mentioned = set(_columns_mentioned(frame_like, formula_text))
+    mentioned = set(columns_mentioned(frame_like, formula_text))
     wrapped = set(re.findall(r"\bC\(\s*([A-Za-z_][A-Za-z0-9_.]*)", formula_text))
     for c in columns:
         if c not in mentioned:
@@ -521,34 +376,6 @@ def _union_levels(a: dict[str, set], b: dict[str, set]) -> dict[str, set]:
     return {c: a[c] | b[c] for c in a}
 
 
-class _FramePass:
-    """A map over raw partitions (before any design) with a tree reduction."""
-
-    def __init__(self, data: Any):
-        self.data = data
-
-    def run(self, fn: Callable[[pd.DataFrame], Any], combine: Callable, desc: str) -> Any:
-        if _is_dask_frame(self.data):
-            import dask
-
-            parts = self.data.to_delayed()
-            fnd = dask.delayed(_identity)(fn)
-            outs = [dask.delayed(_call1)(fnd, p) for p in parts]
-            comb = dask.delayed(_identity)(combine)
-            while len(outs) > 1:
-                outs = [dask.delayed(_call2)(comb, outs[i], outs[i + 1]) if i + 1 < len(outs)
-                        else outs[i] for i in range(0, len(outs), 2)]
-            return _compute(outs[0], len(parts))
-        red = TreeReducer(combine)
-        for f in self.data.frames():
-            red.push(fn(f))
-        return red.result()
-
-
-def _call1(f: Callable, a: Any) -> Any:
-    return f(a)
-
-
 def _sorted_levels(values: Any) -> list:
     vals = [v for v in pd.unique(pd.Series(values)) if not (v is None or (isinstance(v, float) and np.isnan(v)))]
     return sorted(vals, key=SortAnythingKey)
@@ -559,6 +386,11 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
                           levels: dict | None = None, low_rank: Any = None,
                           landmarks: str = "kmeans++", seed: int = 0) -> StreamedDesign:
     """First passes over streamed data: fixed design infos, counts, moments, landmark pool.
+
+    The steps: check the options, read the columns, fix the categorical levels (pass
+    1, ``_fixed_levels``), build the picklable recipe of every partition's design
+    (``_design_recipe``), then count the rows and take their moments and the landmark
+    pool (pass 2, ``_moments_pass``), and check them (``_check_rows``).
 
     Parameters
     ----------
@@ -577,6 +409,34 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
     -------
     StreamedDesign
     """
+    _check_options(formula, ntk, offset, missing, levels)
+    env = capture_env(eval_env + 1)  # here, not in a helper: the frame depth counts
+    dask_frame = is_dask_frame(data)
+    columns, dtypes = _columns_and_dtypes(data, dask_frame)
+    ntk_text, ntk_cols = _network_columns(ntk, columns)
+    if offset is not None and offset not in columns:
+        raise KeyError(f"offset column {offset!r} not found in data")
+    lev = _fixed_levels(data, formula + " " + ntk_text, dtypes, columns, levels)
+    recipe = _design_recipe(formula, ntk if isinstance(ntk, str) else ntk_cols, offset, lev,
+                            _reference_frame(data, dask_frame), env, columns)
+    y_info, X_info, z_info = recipe.infos()
+    if len(y_info.column_names) != 1:
+        raise ValueError(f"the response of {formula!r} expands to {len(y_info.column_names)} "
+                         f"columns ({y_info.column_names}); it must be a single numeric variable")
+    source = DaskRowSource(data, recipe) if dask_frame else CSVRowSource(data, recipe)
+    scan = _moments_pass(source, low_rank, landmarks, seed)
+    ntk_names = list(z_info.column_names) if z_info is not None else [str(c) for c in ntk_cols]
+    exog_names = list(X_info.column_names)
+    endog_name = str(y_info.column_names[0])
+    _check_rows(scan, exog_names, endog_name, missing)
+    return StreamedDesign(source, recipe, scan, endog_name=endog_name, exog_names=exog_names,
+                          ntk_names=ntk_names, exog_design_info=X_info, ntk_design_info=z_info,
+                          ntk_columns=ntk_cols, offset_spec=offset, formula=formula,
+                          ntk_formula=ntk if isinstance(ntk, str) else None)
+
+
+def _check_options(formula: Any, ntk: Any, offset: Any, missing: str, levels: Any) -> None:
+    """The options of :func:`build_streamed_design` that can be checked before reading."""
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     if not isinstance(formula, str) or "~" not in formula:
@@ -588,30 +448,36 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
                          "be aligned with the partitions)")
     if levels is not None and not isinstance(levels, dict):
         raise TypeError("levels must be a dict {column: [levels...]}")
-    env = _capture_env(eval_env + 1)
-    dask_frame = _is_dask_frame(data)
+
+
+def _columns_and_dtypes(data: Any, dask_frame: bool) -> tuple[list, pd.Series]:
+    """Column names and dtypes: a dask frame's own, or those of a CSV's first 1,000 rows."""
     if dask_frame:
-        columns = list(data.columns)
-        dtypes = data.dtypes
-    else:
-        head = data.head(1000)
-        columns = list(head.columns)
-        dtypes = head.dtypes
-    ntk_cols = None
+        return list(data.columns), data.dtypes
+    head = data.head(1000)
+    return list(head.columns), head.dtypes
+
+
+def _network_columns(ntk: str | Sequence[str], columns: list) -> tuple[str, list | None]:
+    """``(text, columns)`` of ``ntk=``: the formula text and None, or the column list
+    (checked against the data) and its names joined as text."""
     if isinstance(ntk, str):
-        ntk_text = ntk
-    else:
-        ntk_cols = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
-        if not ntk_cols:
-            raise ValueError("ntk= is an empty list; name at least one network input")
-        miss = [c for c in ntk_cols if c not in columns]
-        if miss:
-            raise KeyError(f"network input column(s) {miss} not found in data; available: {columns}")
-        ntk_text = " ".join(map(str, ntk_cols))
-    if offset is not None and offset not in columns:
-        raise KeyError(f"offset column {offset!r} not found in data")
-    # --- pass 1: categorical levels
-    cat_cols = _categorical_columns(formula + " " + ntk_text, dtypes, columns)
+        return ntk, None
+    ntk_cols = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
+    if not ntk_cols:
+        raise ValueError("ntk= is an empty list; name at least one network input")
+    miss = [c for c in ntk_cols if c not in columns]
+    if miss:
+        raise KeyError(f"network input column(s) {miss} not found in data; available: {columns}")
+    return " ".join(map(str, ntk_cols)), ntk_cols
+
+
+def _fixed_levels(data: Any, formula_text: str, dtypes: pd.Series, columns: list,
+                  levels: dict | None) -> dict[str, list]:
+    """Pass 1: the levels of every categorical column the formulas use -- given in
+    ``levels=``, from a dask ``category`` dtype with known categories, or collected in
+    one pass (per-partition sets of values, united by a tree reduction)."""
+    cat_cols = _categorical_columns(formula_text, dtypes, columns)
     lev: dict[str, list] = {}
     for c, v in (levels or {}).items():
         if c not in columns:
@@ -627,25 +493,29 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
             lev[c] = list(dt.categories)
         else:
             todo.append(c)
-    if todo:  # one pass: per-partition sets of values, united by a tree reduction
-        found = _FramePass(data).run(_LevelsFn(todo), _union_levels, "levels")
+    if todo:
+        found = reduce_frames(data, _LevelsFn(todo), _union_levels, "levels")
         for c in todo:
             lev[c] = _sorted_levels(np.asarray(list(found[c]), dtype=object))
-    # --- design infos from a reference frame with the fixed levels
-    if dask_frame:
-        ref = data.head(50, npartitions=-1)
-    else:
-        ref = data.head(50)
+    return lev
+
+
+def _reference_frame(data: Any, dask_frame: bool) -> pd.DataFrame:
+    """The first 50 rows, from which the design infos are built."""
+    ref = data.head(50, npartitions=-1) if dask_frame else data.head(50)
     if len(ref) == 0:
         raise ValueError("the data have no rows")
-    recipe = DesignRecipe(formula, ntk if isinstance(ntk, str) else ntk_cols, offset, lev, {}, ref)
-    # the names the formulas use, found with the caller's full environment
-    y_info, X_info, z_info = recipe._build_infos(env)
-    codes = [f.code for info in (y_info, X_info, z_info) if info is not None
-             for f in info.factor_infos]
-    for info in (y_info, X_info, z_info):
-        if info is None:
-            continue
+    return ref
+
+
+def _design_recipe(formula: str, ntk: str | list, offset: str | None, lev: dict[str, list],
+                   ref: pd.DataFrame, env: EvalEnvironment, columns: list) -> DesignRecipe:
+    """The recipe of every partition's design, with the names the formulas use (found
+    with the caller's full environment); stateful transforms are refused."""
+    recipe = DesignRecipe(formula, ntk, offset, lev, {}, ref)
+    infos = [info for info in recipe._build_infos(env) if info is not None]
+    codes = [f.code for info in infos for f in info.factor_infos]
+    for info in infos:
         for f, fi in info.factor_infos.items():
             if fi.state.get("transforms"):
                 raise ValueError(
@@ -653,22 +523,22 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
                     "splines...), whose parameters patsy learns from all rows in memory; with "
                     "streamed data compute that column first (e.g. ddf.assign(...))")
     recipe.namespace = _namespace(env, codes, columns)
-    y_info, X_info, z_info = recipe.infos()
-    if len(y_info.column_names) != 1:
-        raise ValueError(f"the response of {formula!r} expands to {len(y_info.column_names)} "
-                         f"columns ({y_info.column_names}); it must be a single numeric variable")
-    source = DaskRowSource(data, recipe) if dask_frame else CSVRowSource(data, recipe)
-    # --- pass 2: counts, moments, X^T X, landmark pool
+    return recipe
+
+
+def _moments_pass(source: Any, low_rank: Any, landmarks: str, seed: int) -> _Scan:
+    """Pass 2: counts, moments of the inputs and the response, ``X^T X``, landmark pool."""
     pool = 0
     if low_rank is not None and not isinstance(low_rank, str) and isinstance(low_rank, (int, np.integer)):
         pool = pool_size(int(low_rank), landmarks, 2**62)
-    scan_fn = _ScanFn(pool, int(seed))
-    scan = source.map_chunks(scan_fn, combine=_Scan.__add__, desc="first pass")
+    scan = source.map_chunks(_ScanFn(pool, int(seed)), combine=_Scan.__add__, desc="first pass")
     if not isinstance(scan, _Scan):  # pragma: no cover
         raise RuntimeError("internal error in the first pass")
-    ntk_names = list(z_info.column_names) if z_info is not None else [str(c) for c in ntk_cols]
-    exog_names = list(X_info.column_names)
-    endog_name = str(y_info.column_names[0])
+    return scan
+
+
+def _check_rows(scan: _Scan, exog_names: list[str], endog_name: str, missing: str) -> None:
+    """The checks of :func:`mixednn.formula.build_from_formula`, from the moments pass."""
     n, p = scan.n, len(exog_names)
     n_dropped = scan.n_in - scan.n
     if n_dropped and missing == "raise":
@@ -682,10 +552,6 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
                          f"need n > p + 1 (at least {p + 2} complete rows)")
     if not scan.y_m2 > 0:
         raise ValueError(f"the response {endog_name!r} is constant; there is nothing to model")
-    return StreamedDesign(source, recipe, scan, endog_name=endog_name, exog_names=exog_names,
-                          ntk_names=ntk_names, exog_design_info=X_info, ntk_design_info=z_info,
-                          ntk_columns=ntk_cols, offset_spec=offset, formula=formula,
-                          ntk_formula=ntk if isinstance(ntk, str) else None)
 
 
 class _ScanFn:

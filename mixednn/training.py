@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .formula import rebuild_ntk_inputs
+from .interfaces import FitResults
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from .results import MixedLMNTKResults
 
 __all__ = ["TrainingPath", "train", "ntk_loss_path", "max_stable_lr"]
 
@@ -56,7 +57,7 @@ _CHUNK_ENTRIES = 1 << 22  # steps x eigenvalues per chunk of the closed-form pat
 
 # ---------------------------------------------------------------------------- helpers
 
-def _eta(res: "MixedLMNTKResults", lr: float, loss: str) -> float:
+def _eta(res: FitResults, lr: float, loss: str) -> float:
     try:
         lr = float(lr)
     except (TypeError, ValueError):
@@ -70,7 +71,7 @@ def _eta(res: "MixedLMNTKResults", lr: float, loss: str) -> float:
     raise ValueError(f"loss must be 'mean' or 'sum', got {loss!r}")
 
 
-def max_stable_lr(res: "MixedLMNTKResults", loss: str = "mean") -> float:
+def max_stable_lr(res: FitResults, loss: str = "mean") -> float:
     """Largest learning rate for which full-batch gradient descent on the linearised
     network converges: ``eta * lam_max < 2`` (``2 n / lam_max`` for the mean loss).
 
@@ -102,7 +103,7 @@ def max_stable_lr(res: "MixedLMNTKResults", loss: str = "mean") -> float:
     return 2.0 / lam_max * (res.nobs if loss == "mean" else 1.0)
 
 
-def _check_stable(res: "MixedLMNTKResults", lr: float, loss: str, eta: float) -> None:
+def _check_stable(res: FitResults, lr: float, loss: str, eta: float) -> None:
     lam_max = float(res.model.profile.lam.max())
     if eta * lam_max >= 2.0:
         lim = max_stable_lr(res, loss)
@@ -128,7 +129,7 @@ def _powers(c: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def _check_in_memory(m: Any) -> None:
-    if getattr(m.data, "streamed", False):
+    if m.data.streamed:
         raise ValueError("training paths need the training rows in memory (this model streams "
                          "its rows from a dask frame or CSV); fit on an in-memory frame")
 
@@ -136,14 +137,19 @@ def _check_in_memory(m: Any) -> None:
 class _NTKPath:
     """Closed-form NTK losses and predictions along gradient descent (one basis)."""
 
-    def __init__(self, res: "MixedLMNTKResults", eta: float, test: dict | None):
+    def __init__(self, res: FitResults, eta: float, test: dict | None):
         m = res.model
         _check_in_memory(m)
+        if res.free_modes:
+            raise NotImplementedError(
+                "training paths follow gradient descent along every eigen-direction; a fit with "
+                "free leading modes trains those to convergence (t_j = inf), which no step "
+                "count reproduces: compare with fit(free_modes=0)")
         prof = m.profile
         self.n = res.nobs
         self.eta = eta
         self.lam = prof.lam
-        self.r_rot = np.asarray(res._resid_rot, dtype=float)  # U^T (y - f0 - X beta)
+        self.r_rot = np.asarray(res.resid_rot, dtype=float)  # U^T (y - f0 - X beta)
         r = m.endog - m.offset - (m.exog @ res.params.to_numpy() if res.k_fe else 0.0)
         self.r = r
         self.rest2 = max(float(r @ r) - float(self.r_rot @ self.r_rot), 0.0) \
@@ -155,11 +161,9 @@ class _NTKPath:
         self.test = test
         if test is not None:
             # A = K* U: new rows x eigen-directions; test residual before training
-            if getattr(m.basis, "feature_space", False):  # K = Phi Phi^T (mixednn.lowrank):
-                # U^T k* from the new rows' features (test["K"] holds their scaled inputs)
-                self.A = m.basis.rotate_features(m.basis.features(test["K"])).T
-            else:
-                self.A = m.basis.rotate(test["K"].T).T
+            # U^T k* of the test rows from the basis (features route in feature space)
+            rot = m.basis.cross_rotation(kernel=test["K"], inputs=test["Z"], route="features")
+            self.A = rot.matrix().T
             self.test_r0 = test["y"] - test["X"] @ res.params.to_numpy() - test["offset"] \
                 if res.k_fe else test["y"] - test["offset"]
 
@@ -214,10 +218,8 @@ class _NTKPath:
 
 # -------------------------------------------------------------------------- test data
 
-def _test_design(res: "MixedLMNTKResults", test_data: Any) -> dict:
+def _test_design(res: FitResults, test_data: Any) -> dict:
     """Response, fixed design, cross-kernel, offset and scaled inputs of test rows."""
-    from .formula import rebuild_ntk_inputs
-
     m = res.model
     d = m.data
     newdata = y = exog = Z = offset = None
@@ -244,21 +246,23 @@ def _test_design(res: "MixedLMNTKResults", test_data: Any) -> dict:
         if y is None:
             y = _response(d, newdata)
         Zraw = rebuild_ntk_inputs(d, newdata)
-        Xn, Kx, off, _ = res._new_design(newdata, None, None, None, offset)
+        rows = m.new_rows(newdata, offset=offset)
     else:
         if Z is None:
             raise ValueError("test_data needs the network inputs (ntk_inputs) of the test rows")
         Zraw = np.asarray(Z, dtype=float)
         if Zraw.ndim == 1:
             Zraw = Zraw.reshape(-1, 1)
-        Xn, Kx, off, _ = res._new_design(None, exog if exog is not None or res.k_fe else None,
-                                         Zraw, None, offset)
+        rows = m.new_rows(None, exog=exog if exog is not None or res.k_fe else None,
+                          ntk_inputs=Zraw, offset=offset)
     y = np.asarray(y, dtype=float).ravel()
-    if y.shape[0] != Kx.shape[0]:
-        raise ValueError(f"the test response has {y.shape[0]} values for {Kx.shape[0]} test rows")
+    if y.shape[0] != rows.X.shape[0]:
+        raise ValueError(f"the test response has {y.shape[0]} values for {rows.X.shape[0]} "
+                         "test rows")
     if not np.all(np.isfinite(y)):
         raise ValueError("the test response contains NaN or infinite values")
-    return {"y": y, "X": Xn, "K": Kx, "offset": off, "Z": m.input_scaling.apply(Zraw)}
+    return {"y": y, "X": rows.X, "K": rows.kernel, "offset": rows.offset,
+            "Z": m.input_scaling.apply(Zraw)}
 
 
 def _response(design: Any, newdata: pd.DataFrame) -> np.ndarray:
@@ -411,7 +415,7 @@ class TrainingPath:
 
 # ------------------------------------------------------------------------------ public
 
-def ntk_loss_path(res: "MixedLMNTKResults", lr: float, loss: str = "mean",
+def ntk_loss_path(res: FitResults, lr: float, loss: str = "mean",
                   steps: int | None = None, *, every: int = 1, test_data: Any = None,
                   flow: bool = True) -> pd.DataFrame:
     """NTK-predicted loss path of full-batch gradient descent, at every ``every``-th step.
@@ -477,7 +481,7 @@ def _check_steps(v: Any, name: str = "steps", minimum: int = 0) -> int:
     return int(v)
 
 
-def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | None = None,
+def train(res: FitResults, lr: float, loss: str = "mean", steps: int | None = None,
           record_every: int | None = None, test_data: Any = None, *, dtype: Any = "float64",
           max_steps: int = 200_000, progress: bool | None = None) -> TrainingPath:
     """Train (a copy of) the model's finite network for the fit's training time t.
@@ -527,124 +531,186 @@ def train(res: "MixedLMNTKResults", lr: float, loss: str = "mean", steps: int | 
     >>> path.to_frame().columns[:3].tolist()
     ['step', 't', 'train_loss']
     """
-    import torch
-
-    from .kernels.empirical import _as_tensor, _resolve_dtype
-
     m = res.model
     src = m.kernel_source
-    if not getattr(src, "finite", False):
-        raise TypeError(
-            f"train() needs a finite network (MLP(width=...) or a torch.nn.Module); this model "
-            f"uses {src.description!r}. For any kernel, mixednn.training.ntk_loss_path gives "
-            "the NTK prediction of the loss path")
+    _check_finite(src)
     _check_in_memory(m)
     eta = _eta(res, lr, loss)
     _check_stable(res, lr, loss, eta)
     stop = int(round(res.epochs(lr, loss)))
     n_steps = stop if steps is None else _check_steps(steps)
+    _check_step_budget(res, lr, loss, n_steps, stop, max_steps)
+    agree_step = min(stop, n_steps)
+    record = _recorded_steps(n_steps, record_every, agree_step)
+    test = _test_design(res, test_data) if test_data is not None else None
+    path = _NTKPath(res, eta, test)
+    run = _GradientDescent(res, src.module, lr, loss, dtype, test)
+    run.descend(n_steps, record, agree_step, progress)
+    return _training_path(res, path, run, lr=float(lr), eta=eta, stop=stop,
+                          agree_step=agree_step)
+
+
+# ---------------------------------------------------------------- steps of train()
+
+def _check_finite(src: Any) -> None:
+    if not src.finite:
+        raise TypeError(
+            f"train() needs a finite network (MLP(width=...) or a torch.nn.Module); this model "
+            f"uses {src.description!r}. For any kernel, mixednn.training.ntk_loss_path gives "
+            "the NTK prediction of the loss path")
+
+
+def _check_step_budget(res: FitResults, lr: float, loss: str, n_steps: int, stop: int,
+                       max_steps: int) -> None:
     if n_steps > max_steps:
         lim = max_stable_lr(res, loss)
         raise ValueError(
             f"{n_steps:,} steps requested (the fit's time t = {res.t:.4g} at lr = {lr:g} is "
             f"{stop:,} steps), more than max_steps = {max_steps:,}; use a larger learning rate "
             f"(stable up to {lim:.4g}), pass steps=, or raise max_steps")
+
+
+def _recorded_steps(n_steps: int, record_every: int | None, agree_step: int) -> set[int]:
+    """Step 0, every ``record_every``-th step, the last step and the agreement step."""
     if record_every is None:
         record_every = max(1, n_steps // 100)
     record_every = _check_steps(record_every, "record_every", minimum=1)
     record = set(range(0, n_steps + 1, record_every)) | {n_steps}
-    agree_step = min(stop, n_steps)
     record.add(agree_step)
+    return record
 
-    test = _test_design(res, test_data) if test_data is not None else None
-    path = _NTKPath(res, eta, test)
 
-    # the network and its data, in the training precision
-    net = copy.deepcopy(src.module)
-    if dtype is not None:
-        net = net.to(_resolve_dtype(dtype))
-    tdt = next(net.parameters()).dtype
-    Zt = _as_tensor(m.scaled_inputs, tdt)
-    beta = res.params.to_numpy()
-    xb = m.exog @ beta if res.k_fe else np.zeros(res.nobs)
-    target = torch.from_numpy(m.endog - xb).to(tdt)
-    off = torch.from_numpy(np.asarray(m.offset, dtype=float)).to(tdt)
-    if test is not None:
-        Zte = _as_tensor(test["Z"], tdt)
-        xb_te = test["X"] @ beta if res.k_fe else np.zeros(test["y"].shape[0])
-        target_te = torch.from_numpy(test["y"] - xb_te).to(tdt)
-        off_te = torch.from_numpy(np.asarray(test["offset"], dtype=float)).to(tdt)
-        with torch.no_grad():
-            init_te = net(Zte).reshape(-1).detach().clone()
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=float(lr), momentum=0.0)
-
-    rec_steps, tr_loss, te_loss = [], [], []
-    init_tr = None
-    u_net = ut_net = None
-    bar = None
+def _progress_bar(n_steps: int, progress: bool | None) -> Any:
+    """A tqdm bar for long runs (or when asked), else None."""
     show = progress if progress is not None else n_steps >= 2000
-    if show:
-        from tqdm.auto import tqdm
+    if not show:
+        return None
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_steps, desc="training", unit="step",
-                   disable=None if progress is None else not progress, leave=False)
-    t0 = time.perf_counter()
-    try:
-        for s in range(n_steps + 1):
-            out = net(Zt).reshape(-1)
-            if init_tr is None:
-                init_tr = out.detach().clone()
-            f = out - init_tr + off
-            resid = target - f
-            if s in record:
-                mse = float(torch.mean(resid.detach() ** 2))
-                if not math.isfinite(mse):
-                    raise FloatingPointError(
-                        f"training diverged at step {s} (non-finite loss); use a smaller lr")
-                rec_steps.append(s)
-                tr_loss.append(mse)
-                if test is not None:
-                    with torch.no_grad():
-                        ft = net(Zte).reshape(-1) - init_te + off_te
-                        te_loss.append(float(torch.mean((target_te - ft) ** 2)))
-                if s == agree_step:
-                    u_net = (out.detach() - init_tr).to(torch.float64).numpy().copy()
-                    if test is not None:
-                        with torch.no_grad():
-                            ut_net = (net(Zte).reshape(-1) - init_te).to(torch.float64).numpy()
-            if s == n_steps:
-                break
-            obj = 0.5 * (resid ** 2).mean() if loss == "mean" else 0.5 * (resid ** 2).sum()
-            opt.zero_grad(set_to_none=True)
-            obj.backward()
-            opt.step()
+    return tqdm(total=n_steps, desc="training", unit="step",
+                disable=None if progress is None else not progress, leave=False)
+
+
+class _GradientDescent:
+    """Full-batch gradient descent of a copy of the network on ``y - X beta_hat``, in the
+    training precision, recording the losses (and the learned change at the agreement
+    step) on the way."""
+
+    def __init__(self, res: FitResults, module: Any, lr: float, loss: str, dtype: Any,
+                 test: dict | None):
+        import torch
+
+        from .kernels.empirical import as_tensor, resolve_dtype
+
+        m = res.model
+        net = copy.deepcopy(module)
+        if dtype is not None:
+            net = net.to(resolve_dtype(dtype))
+        tdt = next(net.parameters()).dtype
+        self.net = net
+        self.loss = loss
+        self.test = test
+        self.Zt = as_tensor(m.scaled_inputs, tdt)
+        beta = res.params.to_numpy()
+        self.xb = m.exog @ beta if res.k_fe else np.zeros(res.nobs)
+        self.target = torch.from_numpy(m.endog - self.xb).to(tdt)
+        self.off = torch.from_numpy(np.asarray(m.offset, dtype=float)).to(tdt)
+        if test is not None:
+            self.Zte = as_tensor(test["Z"], tdt)
+            xb_te = test["X"] @ beta if res.k_fe else np.zeros(test["y"].shape[0])
+            self.target_te = torch.from_numpy(test["y"] - xb_te).to(tdt)
+            self.off_te = torch.from_numpy(np.asarray(test["offset"], dtype=float)).to(tdt)
+            with torch.no_grad():
+                self.init_te = net(self.Zte).reshape(-1).detach().clone()
+        params = [p for p in net.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(params, lr=float(lr), momentum=0.0)
+        self.init_tr = None
+        self.steps: list[int] = []
+        self.train_loss: list[float] = []
+        self.test_loss: list[float] = []
+        self.u_net = self.ut_net = None
+        self.seconds = float("nan")
+
+    def descend(self, n_steps: int, record: set[int], agree_step: int,
+                progress: bool | None) -> None:
+        """Steps 0..n_steps, recording at the steps in ``record``."""
+        bar = _progress_bar(n_steps, progress)
+        t0 = time.perf_counter()
+        try:
+            for s in range(n_steps + 1):
+                out, resid = self._forward()
+                if s in record:
+                    self._record(s, out, resid, s == agree_step)
+                if s == n_steps:
+                    break
+                self._step(resid)
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
+                bar.close()
+        self.seconds = time.perf_counter() - t0
 
-    steps_arr = np.asarray(rec_steps, dtype=np.int64)
+    def _forward(self) -> tuple[Any, Any]:
+        """Network output on the training rows and the residual of ``f0 + f - f(theta_0)``."""
+        out = self.net(self.Zt).reshape(-1)
+        if self.init_tr is None:
+            self.init_tr = out.detach().clone()
+        f = out - self.init_tr + self.off
+        return out, self.target - f
+
+    def _record(self, s: int, out: Any, resid: Any, at_agreement: bool) -> None:
+        import torch
+
+        mse = float(torch.mean(resid.detach() ** 2))
+        if not math.isfinite(mse):
+            raise FloatingPointError(
+                f"training diverged at step {s} (non-finite loss); use a smaller lr")
+        self.steps.append(s)
+        self.train_loss.append(mse)
+        if self.test is not None:
+            with torch.no_grad():
+                ft = self.net(self.Zte).reshape(-1) - self.init_te + self.off_te
+                self.test_loss.append(float(torch.mean((self.target_te - ft) ** 2)))
+        if at_agreement:
+            self.u_net = (out.detach() - self.init_tr).to(torch.float64).numpy().copy()
+            if self.test is not None:
+                with torch.no_grad():
+                    self.ut_net = (self.net(self.Zte).reshape(-1) - self.init_te
+                                   ).to(torch.float64).numpy()
+
+    def _step(self, resid: Any) -> None:
+        obj = 0.5 * (resid ** 2).mean() if self.loss == "mean" else 0.5 * (resid ** 2).sum()
+        self.opt.zero_grad(set_to_none=True)
+        obj.backward()
+        self.opt.step()
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``||a - b|| / ||b||``; NaN when ``b = 0``."""
+    den = float(np.linalg.norm(b))
+    return float(np.linalg.norm(a - b) / den) if den > 0 else float("nan")
+
+
+def _training_path(res: FitResults, path: _NTKPath, run: _GradientDescent, *, lr: float,
+                   eta: float, stop: int, agree_step: int) -> TrainingPath:
+    """The recorded losses next to the NTK's, and the agreement at ``agree_step``."""
+    m = res.model
+    has_test = run.test is not None
+    steps_arr = np.asarray(run.steps, dtype=np.int64)
     tr_ntk, te_ntk = path.losses(steps_arr)
     tr_flow, te_flow = path.losses(steps_arr, flow=True)
     u_ntk, ut_ntk = path.learned(agree_step)
-
-    def rel(a: np.ndarray, b: np.ndarray) -> float:
-        den = float(np.linalg.norm(b))
-        return float(np.linalg.norm(a - b) / den) if den > 0 else float("nan")
-
-    base = xb + m.offset
-    preds = pd.DataFrame({"network": base + u_net, "ntk": base + u_ntk},
+    base = run.xb + m.offset
+    preds = pd.DataFrame({"network": base + run.u_net, "ntk": base + u_ntk},
                          index=m.data.row_labels)
     return TrainingPath(
-        steps=steps_arr, train_loss=np.asarray(tr_loss), train_loss_ntk=tr_ntk,
+        steps=steps_arr, train_loss=np.asarray(run.train_loss), train_loss_ntk=tr_ntk,
         train_loss_flow=tr_flow,
-        test_loss=np.asarray(te_loss) if test is not None else None,
-        test_loss_ntk=te_ntk, test_loss_flow=te_flow if test is not None else None,
-        lr=float(lr), loss=loss, eta=eta, stop_step=stop, t_hat=res.t,
-        agreement=rel(u_net, u_ntk),
-        agreement_test=rel(ut_net, ut_ntk) if test is not None else None,
-        agreement_step=agree_step, predictions=preds, network=net, seconds=seconds,
-        rule=getattr(res, "t_method", None) or res.method.lower())
+        test_loss=np.asarray(run.test_loss) if has_test else None,
+        test_loss_ntk=te_ntk, test_loss_flow=te_flow if has_test else None,
+        lr=lr, loss=run.loss, eta=eta, stop_step=stop, t_hat=res.t,
+        agreement=_relative_difference(run.u_net, u_ntk),
+        agreement_test=_relative_difference(run.ut_net, ut_ntk) if has_test else None,
+        agreement_step=agree_step, predictions=preds, network=run.net, seconds=run.seconds,
+        rule=res.t_method)

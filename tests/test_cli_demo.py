@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixednn.cli import _fmt_p, main
+from mixednn.cli import format_pvalue, main
 
 
 def test_demo_prints_summary_tests_and_saves_plot(tmp_path, capsys):
@@ -30,5 +30,5 @@ def test_demo_without_plot_and_bad_plot_path(tmp_path, capsys):
 
 
 def test_small_pvalues_print_as_a_bound():
-    assert _fmt_p(0.0) == "< 1e-300" and _fmt_p(0.0312) == "0.0312"
-    assert _fmt_p(np.float64(1.035e-235)) == "1.035e-235"
+    assert format_pvalue(0.0) == "< 1e-300" and format_pvalue(0.0312) == "0.0312"
+    assert format_pvalue(np.float64(1.035e-235)) == "1.035e-235"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import mixednn as mn
-from mixednn.lowrank import _chunk_stats
-from mixednn.streaming import CSVSource
+from mixednn.lowrank import chunk_stats
+from mixednn.partitions import CSVSource
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -78,7 +78,7 @@ def test_dask_fit_equals_in_memory_fit(client, frame, in_memory):
     assert mod.data.recipe.levels["g"] == ["hi", "lo", "mid"]
     res = mod.fit()
     _same_fit(res, r_mem)
-    assert not mod.data._cache  # the fit never loads the rows
+    assert not mod.data.rows_loaded  # the fit never loads the rows
     assert "Nystrom trace error" in str(res.summary())
     np.testing.assert_allclose(mod.input_scaling.center, mod_mem.input_scaling.center, rtol=1e-12)
     np.testing.assert_allclose(mod.input_scaling.scale, mod_mem.input_scaling.scale, rtol=1e-12)
@@ -170,8 +170,8 @@ def test_partition_tasks_pickle_for_process_workers(frame, in_memory):
     fmap = pickle.loads(cloudpickle.dumps(mod.basis.feature_map))
     part = frame.iloc[:400]
     chunk = recipe.chunk(part)
-    st = _chunk_stats(chunk, fmap, smod.input_scaling)
-    ref = _chunk_stats(smod.data.recipe.chunk(part), mod.basis.feature_map, smod.input_scaling)
+    st = chunk_stats(chunk, fmap, smod.input_scaling)
+    ref = chunk_stats(smod.data.recipe.chunk(part), mod.basis.feature_map, smod.input_scaling)
     np.testing.assert_allclose(st.gram, ref.gram, rtol=1e-13, atol=1e-12)
     assert chunk.n_dropped == int(part[["x1", "x2", "y"]].isna().any(axis=1).sum())
 
@@ -208,7 +208,7 @@ def test_csv_stream_with_a_finite_network_uses_exact_jacobian_features(tmp_path)
 
 
 def test_progress_bar_on_long_passes(tmp_path, frame, capsys, monkeypatch):
-    import mixednn.lowrank as lr
+    import mixednn.rows as lr
 
     monkeypatch.setattr(lr, "PROGRESS", True)
     path = tmp_path / "d.csv"
@@ -229,4 +229,4 @@ def test_fit_and_summary_of_a_streamed_fit_read_no_rows_back(tmp_path, frame):
     assert res.auto_check is not None
     text = str(res.summary())
     assert "Training time t chosen by" in text
-    assert not mod.data._cache  # nothing materialised
+    assert not mod.data.rows_loaded  # nothing materialised

@@ -7,7 +7,7 @@ import pytest
 from pandas.api import types as ptypes
 
 from mixednn import datasets
-from mixednn.datasets import _loaders
+from mixednn.datasets import loaders
 
 EXPECTED_SHAPES = {
     "bikeshare": (8645, 15),
@@ -153,11 +153,11 @@ def test_loads_are_independent(name):
 
 
 @pytest.mark.skipif(
-    not (_loaders._SOURCE_DATA_DIR / "auto.csv").is_file(),
+    not (loaders.SOURCE_DATA_DIR / "auto.csv").is_file(),
     reason="not running from a source checkout",
 )
 def test_source_checkout_fallback(monkeypatch):
     # Pretend mixednn._data is not installed: the loader must use data/.
-    monkeypatch.setattr(_loaders, "_DATA_PACKAGE", "mixednn._no_such_package")
-    path = _loaders._resource("auto.csv")
-    assert path == _loaders._SOURCE_DATA_DIR / "auto.csv"
+    monkeypatch.setattr(loaders, "DATA_PACKAGE", "mixednn._no_such_package")
+    path = loaders.resource_path("auto.csv")
+    assert path == loaders.SOURCE_DATA_DIR / "auto.csv"

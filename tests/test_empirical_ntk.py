@@ -12,9 +12,11 @@ import torch
 
 import mixednn as mn
 from mixednn.kernels import KernelSource, resolve_kernel
-from mixednn.kernels.empirical import (FiniteNetworkSource, empirical_ntk, finite_network_source,
-                                       network_jacobian, network_output)
-from mixednn.spectral import LowRankBasis, SpectralProfile, decompose
+from mixednn.kernels.empirical import (FiniteNetworkSource, as_tensor, empirical_ntk,
+                                       finite_network_source, jacobian_matrix, network_jacobian,
+                                       network_output, resolve_dtype)
+from mixednn.profile import SpectralProfile
+from mixednn.spectral import LowRankBasis, decompose
 
 
 
@@ -139,6 +141,47 @@ def test_network_jacobian_and_output():
     np.testing.assert_allclose(network_output(net, Z), [0.5 - 2 + 0.25, 1.5 + 1 + 0.25])
 
 
+def test_public_input_and_jacobian_helpers():
+    assert resolve_dtype(None) is torch.float64 and resolve_dtype("float32") is torch.float32
+    with pytest.raises(ValueError, match="float64 or torch.float32"):
+        resolve_dtype("int64")
+    with pytest.raises(ValueError, match="floating"):
+        resolve_dtype(torch.int32)
+    Zt = as_tensor([1.0, 2.0, 3.0], torch.float64)
+    assert Zt.shape == (3, 1) and Zt.dtype == torch.float64
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        as_tensor([[1.0, np.inf]], torch.float64, "Znew")
+    with pytest.raises(ValueError, match="2-D"):
+        as_tensor(np.ones((2, 2, 2)), torch.float64)
+    net = small_mlp(d=3, width=8)
+    Z = np.random.default_rng(11).normal(size=(7, 3))
+    src = finite_network_source(net, max_memory=2**20)
+    J = src.jacobian(Z)
+    np.testing.assert_array_equal(J, network_jacobian(net, Z))
+    eng = src.engine_for(3)
+    np.testing.assert_array_equal(jacobian_matrix(eng, as_tensor(Z, eng.dtype), 2**20), J)
+    np.testing.assert_allclose(J @ J.T, brute_force_ntk(net, Z), rtol=1e-12, atol=1e-13)
+
+
+def test_low_rank_features_are_the_training_jacobian():
+    """The feature-form hook returns J (n x P) when P < n, None otherwise; the caller
+    (above the kernels layer) decomposes it."""
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    P = sum(p.numel() for p in net.parameters())  # 21
+    Z = np.random.default_rng(12).normal(size=(30, 3))
+    src = finite_network_source(net)
+    Phi = src.low_rank_features(Z)
+    assert Phi.shape == (30, P) and src.build_info["method"] == "features"
+    np.testing.assert_allclose(Phi, network_jacobian(net, Z), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(src.gram(Z), Phi @ Phi.T, rtol=1e-13, atol=1e-14)
+    assert src.low_rank_features(Z[:P]) is None  # P >= n: the n x n kernel
+    assert finite_network_source(net, feature_form=False).low_rank_features(Z) is None
+    assert finite_network_source(net, feature_form=True).low_rank_features(Z[:5]).shape == (5, P)
+    # an analytic (or user) kernel has no feature form
+    assert resolve_kernel(mn.MLP(), has_inputs=True).low_rank_features(Z) is None
+
+
 def test_wide_mlp_matches_analytic_ntk(Z40):
     """A single depth-1 network of width 8192, and the Monte Carlo mean of four depth-2
     networks of width 2048, against the analytic NTK (relative Frobenius error)."""
@@ -199,37 +242,38 @@ def test_blocked_build_equals_one_shot(method):
         assert np.abs(Kc - K1[:9]).max() <= 1e-13 * np.abs(K1).max()
 
 
-def _rss_tools():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return None
-
-    def read(key):
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        return None
-
-    if read("VmHWM") is None:
-        return None
-
-    def reset():
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-
-    return reset, lambda: read("VmRSS"), lambda: read("VmHWM")
-
-
+# Run in a fresh interpreter (argv: repository root, memory limit): prints the peak
+# resident memory of one kernel build beyond the returned kernel, or "unsupported" where
+# the peak cannot be reset (Linux /proc/self/clear_refs).  It imports nothing but numpy,
+# torch and the kernels module, so that the heap it starts from is small and stable.
 _MEMORY_PROBE = r"""
 import gc, ctypes, sys
+
+
+def read(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def reset():
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+try:
+    reset()
+    supported = read("VmHWM") is not None
+except OSError:
+    supported = False
+if not supported:
+    print("unsupported")
+    sys.exit(0)
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-from tests.test_empirical_ntk import _rss_tools
 from mixednn.kernels.empirical import empirical_ntk
-reset, rss, hwm = _rss_tools()
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(10, 96), torch.nn.Tanh(),
                           torch.nn.Linear(96, 96), torch.nn.Tanh(), torch.nn.Linear(96, 1))
@@ -242,9 +286,9 @@ try:  # hand freed heap memory back, so that its reuse shows up as growth
 except (OSError, AttributeError):
     pass
 reset()
-base = rss()
+base = read("VmRSS")
 K = empirical_ntk(net, Z, method="jacobian", max_memory=limit)
-print(hwm() - base - K.nbytes)
+print(read("VmHWM") - base - K.nbytes)
 """
 
 
@@ -257,8 +301,6 @@ def test_memory_limit_respected():
     import sys
     from pathlib import Path
 
-    if _rss_tools() is None:
-        pytest.skip("needs Linux /proc/self/clear_refs")
     net = torch.nn.Sequential(torch.nn.Linear(10, 96), torch.nn.Tanh(),
                               torch.nn.Linear(96, 96), torch.nn.Tanh(), torch.nn.Linear(96, 1))
     P = sum(p.numel() for p in net.parameters())
@@ -269,7 +311,10 @@ def test_memory_limit_respected():
                          capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
-    extra = int(out.stdout.strip().splitlines()[-1])
+    last = out.stdout.strip().splitlines()[-1]
+    if last == "unsupported":
+        pytest.skip("needs Linux /proc/self/clear_refs")
+    extra = int(last)
     assert extra < limit, (extra, limit)
     Z = np.random.default_rng(0).normal(size=(50, 10))
     with pytest.raises(ValueError, match="max_memory .* too small"):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import mixednn as mn
-from mixednn.model import KernelMemoryError, check_kernel_memory
+from mixednn.exceptions import KernelMemoryError
+from mixednn.numerics import check_kernel_memory
 
 from .conftest import rbf
 

@@ -10,8 +10,9 @@ import pytest
 import scipy.linalg
 
 import mixednn as mn
-from mixednn.freemodes import (FreeModesResults, free_mode_split, max_free_modes,
+from mixednn.freemodes import (free_mode_smoother, free_mode_split, max_free_modes,
                                select_free_modes)
+from mixednn.smoother import SmootherData
 from mixednn.stopping import GCV, LeaveOneOut
 
 from .conftest import dense_fit
@@ -39,9 +40,9 @@ def test_zero_free_modes_is_plain_reml(fm_data):
     assert fm.profile.loglike(plain.t) == pytest.approx(plain.llf, rel=1e-12)
     Zn = np.random.default_rng(1).normal(size=(4, 3))
     Xn = np.column_stack([np.ones(4), np.arange(4.0)])
-    # the free-modes machinery with k = 0 (via the view) gives the plain predictions
-    from mixednn.freemodes import _FreeModesView
-    res0 = FreeModesResults(_FreeModesView(m, fm), fm.profile.maximize(True), True)
+    # the free-modes machinery with k = 0 (k chosen from {0}) gives the plain predictions
+    res0 = m.fit(free_modes="auto", t_options={"k_candidates": [0]})
+    assert res0.free_modes == 0 and res0.time_choice.free_modes is not None
     assert res0.t == pytest.approx(plain.t, rel=1e-12)
     assert np.allclose(res0.predict(exog=Xn, ntk_inputs=Zn), plain.predict(exog=Xn, ntk_inputs=Zn),
                        atol=1e-10)
@@ -52,7 +53,7 @@ def test_free_modes_equal_dense_reml_with_augmented_design(fm_data):
     m, y, X, K, U, n = (fm_data[k] for k in ("model", "y", "X", "K", "U", "n"))
     k = 4
     res = m.fit(free_modes=k)
-    assert isinstance(res, FreeModesResults) and res.free_modes == k
+    assert res.free_modes == k and res.time_choice.free_modes.k == k
     Xa = np.column_stack([X, U[:, -k:]])  # leading eigenvectors as fixed effects
     d = dense_fit(y, Xa, K, res.t, reml=True)
     # the dense log det(Xa^T expm(-tK) Xa) has entries ~exp(-t lam_max) ~ 1e-10 known to
@@ -106,8 +107,7 @@ def test_free_mode_gcv_and_loo_equal_dense_augmented_smoother(fm_data):
     E = scipy.linalg.expm(-t * K)
     M = E - E @ Xa @ np.linalg.solve(Xa.T @ E @ Xa, Xa.T @ E)
     e = M @ y
-    from mixednn.freemodes import _smoother
-    data = _smoother(m, free_mode_split(m, k))
+    data = free_mode_smoother(SmootherData.from_model(m), free_mode_split(m, k))
     assert GCV(data).value(t) == pytest.approx(n * e @ e / np.trace(M) ** 2, rel=1e-8)
     assert np.allclose(LeaveOneOut(data).residuals(t), e / np.diag(M), rtol=1e-7)
 

@@ -10,7 +10,7 @@ import mixednn as mn
 from mixednn.hyper import (ScaledInputsMLP, compare_kernels, ntk_torch, optimize_kernel,
                            profiled_loglike, profiled_loglike_and_grad, reml_gradient_matrix,
                            with_network)
-from mixednn.spectral import SpectralProfile
+from mixednn.profile import SpectralProfile
 
 from .conftest import rbf
 

@@ -1,4 +1,5 @@
-"""Tests of H0: t = 0 (score test, RLRT) and model comparison (mixednn.inference).
+"""Tests of H0: t = 0 (score test, RLRT: mixednn.inference, mixednn.lrnull) and model
+comparison (mixednn.comparison).
 
 Every p-value is checked against an independent reference: dense brute force
 (explicit projector and eigenvalues), Monte Carlo with 10^5 draws, closed-form
@@ -18,11 +19,13 @@ import statsmodels.api as sm
 from scipy import stats
 
 import mixednn as mn
-from mixednn.inference import (InapplicableTest, MLRefitWarning, TestResult, _NullSimulator,
-                               _ratio_cumulants, anova, compare_lr_test, lr_test, score_test,
-                               simulate_lr_null)
-from mixednn.quadform import projected_ratio_sf, weighted_chi2_sf
-from mixednn.spectral import BoundaryFitWarning, LowRankBasis
+from mixednn.chi2sums import projected_ratio_sf, weighted_chi2_sf
+from mixednn.comparison import anova, compare_lr_test
+from mixednn.exceptions import BoundaryFitWarning, MLRefitWarning
+from mixednn.hypotheses import InapplicableTest, TestResult
+from mixednn.inference import lr_test, ratio_cumulants, score_test
+from mixednn.lrnull import NullSimulator, simulate_lr_null
+from mixednn.features import FunctionFeatures
 
 from .conftest import rbf
 
@@ -140,7 +143,7 @@ def test_projector_kernel_gives_exact_beta_null():
         assert t.pvalue == pytest.approx(beta.sf(t.statistic), abs=1e-8), method
     # the exact null moments used by "satterthwaite"/"liu" are the Beta's
     prof = res.model.profile
-    kap = _ratio_cumulants(prof.lam, prof.X_rot, m, k / m)
+    kap = ratio_cumulants(prof.lam, prof.X_rot, m, k / m)
     mean, var, skew, kurt = beta.stats(moments="mvsk")
     assert kap[0] == pytest.approx(mean, rel=1e-12)
     assert kap[1] == pytest.approx(var, rel=1e-10)
@@ -204,12 +207,14 @@ def lowrank_pair():
     n, m = 60, 8
     Z = rng.normal(size=(n, 2))
     X = np.column_stack([np.ones(n), rng.normal(size=n)])
-    Phi = np.cos(Z @ rng.normal(size=(2, m)) * 1.5 + rng.uniform(0, 6, size=m))
+    W, b = rng.normal(size=(2, m)), rng.uniform(0, 6, size=m)
+    Phi = np.cos(Z @ W * 1.5 + b)
     y = X @ [1.0, 0.5] + Phi @ rng.normal(size=m) * 0.25 + rng.normal(size=n)
     K = Phi @ Phi.T
     full = _fit(y, X, K)
-    ml = mn.MixedLMNTK(y, X, kernel=K)
-    ml._basis = LowRankBasis.from_features(Phi)  # only m eigenvalues; n - m in rest_gram
+    # the same kernel in feature form: only m eigenvalues; n - m in rest_gram
+    feats = FunctionFeatures(lambda Zs: np.cos(Zs @ W * 1.5 + b), m)
+    ml = mn.MixedLMNTK(y, X, Z, scale_inputs=False, low_rank=feats)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BoundaryFitWarning)
         low = ml.fit()
@@ -229,7 +234,7 @@ def test_low_rank_score_test_restores_zero_eigenvalues(lowrank_pair):
 def test_low_rank_rlrt_null_matches_full_basis(lowrank_pair):
     full, low = lowrank_pair
     for res in (full, low):
-        sim = _NullSimulator(res.model.profile, True)
+        sim = NullSimulator(res.model.profile, True)
         Y, rxy, ryy = sim.observed()
         lmax, _ = sim.maximize(Y, rxy, ryy)
         assert lmax[0] == pytest.approx(res.llf, abs=1e-8)
@@ -460,13 +465,14 @@ def test_module_functions_equal_result_methods(small):
     assert mn.inference.lr_test is lr_test
 
 
-def test_docstring_examples_run():
+@pytest.mark.parametrize("module, examples", [("mixednn.inference", 10),
+                                              ("mixednn.comparison", 5)])
+def test_docstring_examples_run(module, examples):
     import doctest
+    import importlib
 
-    import mixednn.inference
-
-    out = doctest.testmod(mixednn.inference, optionflags=doctest.ELLIPSIS)
-    assert out.attempted >= 10 and out.failed == 0
+    out = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert out.attempted >= examples and out.failed == 0
 
 
 def test_rule_chosen_time_and_free_modes(small):

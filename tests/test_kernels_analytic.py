@@ -16,14 +16,15 @@ import pytest
 import torch
 from scipy.special import erf
 
-from mixednn.kernels.analytic import (
+from mixednn.kernels.activations import (
     ACTIVATIONS,
-    MLP,
-    _TANH_A,
-    _TANH_B,
-    gaussian_expectations,
+    TANH_ERF_RATES,
+    TANH_ERF_WEIGHTS,
+    canonical_activation,
+    get_activation,
 )
-from mixednn.kernels.torch_mlp import TORCH_ACTIVATIONS, empirical_ntk, torch_module
+from mixednn.kernels.analytic import MLP, gaussian_expectations
+from mixednn.kernels.torch_mlp import empirical_ntk, torch_module
 
 ALL_ACTS = sorted(ACTIVATIONS)
 
@@ -124,7 +125,7 @@ def test_empirical_ntk_of_wide_network_matches(X20, activation, bias_std, depth)
     A = m.ntk(X20)
     Xt = torch.from_numpy(X20)
     seeds = range(4) if depth == 1 else range(2)  # averages cut the O(1/sqrt(width)) noise
-    E = np.mean([m.torch_module(4, seed=s).ntk(Xt).numpy() for s in seeds], axis=0)
+    E = np.mean([torch_module(m, 4, seed=s).ntk(Xt).numpy() for s in seeds], axis=0)
     assert rel_fro(E, A) < 0.05
 
 
@@ -149,7 +150,7 @@ def _mc_output_second_moment(m: MLP, X: np.ndarray, n_draws: int) -> np.ndarray:
     torch.set_num_threads(1)
     try:
         with torch.no_grad():
-            F = np.stack([m.torch_module(X.shape[1], seed=s)(Xt).numpy() for s in range(n_draws)])
+            F = np.stack([torch_module(m, X.shape[1], seed=s)(Xt).numpy() for s in range(n_draws)])
     finally:
         torch.set_num_threads(nthreads)
     return F.T @ F / n_draws  # E f = 0: the readout weights are centred
@@ -177,7 +178,7 @@ def test_nngp_matches_monte_carlo_depth2(activation, bias_std):
     try:
         with torch.no_grad():
             acc = sum(
-                (lambda F: F @ F.T)(m.torch_module(3, seed=s).features(Xt).numpy())
+                (lambda F: F @ F.T)(torch_module(m, 3, seed=s).features(Xt).numpy())
                 for s in range(300)
             )
     finally:
@@ -188,31 +189,32 @@ def test_nngp_matches_monte_carlo_depth2(activation, bias_std):
 
 def test_torch_module_shapes_and_params():
     m = MLP(depth=2, activation="gelu", width=10, bias_std=0.1)
-    net = m.torch_module(3, seed=0)
+    net = torch_module(m, 3, seed=0)
     assert net(torch.zeros(5, 3, dtype=torch.float64)).shape == (5,)
     assert sum(p.numel() for p in net.parameters()) == m.n_params(3) == 161
     assert MLP(depth=2, width=10).n_params(3) == 140  # no biases when bias_std == 0
     # seeded initialisation is reproducible; the parameterisation is NTK
-    net2 = m.torch_module(3, seed=0)
+    net2 = torch_module(m, 3, seed=0)
     for p, q in zip(net.parameters(), net2.parameters()):
         assert torch.equal(p, q)
     x = torch.randn(4, 3, dtype=torch.float64)
     W0, b0 = net.weights[0], net.biases[0]
     z0 = 1.0 / math.sqrt(3) * x @ W0.T + 0.1 * b0
-    h = TORCH_ACTIVATIONS["gelu"](z0)
+    h = ACTIVATIONS["gelu"].torch_fn(z0)
     z1 = 1.0 / math.sqrt(10) * h @ net.weights[1].T + 0.1 * net.biases[1]
-    h = TORCH_ACTIVATIONS["gelu"](z1)
+    h = ACTIVATIONS["gelu"].torch_fn(z1)
     out = 1.0 / math.sqrt(10) * h @ net.weights[2].T + 0.1 * net.biases[2]
     torch.testing.assert_close(net(x), out.squeeze(-1))
     assert net.weights[1].dtype == torch.float64
-    assert m.torch_module(3, seed=0, dtype=torch.float32).weights[0].dtype == torch.float32
+    assert torch_module(m, 3, seed=0, dtype=torch.float32).weights[0].dtype == torch.float32
 
 
 def test_torch_activations_match_numpy():
     x = np.linspace(-6, 6, 301)
-    for name, (phi, dphi) in ACTIVATIONS.items():
+    for name, act in ACTIVATIONS.items():
+        phi, dphi = act.phi, act.dphi
         xt = torch.tensor(x, requires_grad=True)
-        y = TORCH_ACTIVATIONS[name](xt)
+        y = act.torch_fn(xt)
         (g,) = torch.autograd.grad(y.sum(), xt)
         np.testing.assert_allclose(y.detach().numpy(), phi(x), rtol=1e-12, atol=1e-12)
         keep = np.abs(x) > 1e-9  # kinks of relu / abs / leaky_relu
@@ -228,7 +230,8 @@ COVS = [(1.0, 0.3, 0.8), (0.5, -0.35, 0.7), (2.0, 1.9, 2.1), (0.3, 0.0, 1.2)]
 
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "softplus", "sigmoid", "erf", "relu"])
 def test_dual_activation_vs_monte_carlo(activation):
-    phi, dphi = ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation]
+    phi, dphi = act.phi, act.dphi
     rng = np.random.default_rng(5)
     z = rng.standard_normal((2, 1_000_000))
     for k11, k12, k22 in COVS:
@@ -282,9 +285,9 @@ def test_relu_quadrature_converges_to_arc_cosine_kernel():
 
 def test_erf_mixture_surrogate_is_uniformly_close_to_tanh():
     x = np.linspace(-60, 60, 240_001)
-    psi = erf(np.outer(x, _TANH_B)) @ _TANH_A
-    dpsi = (2 / math.sqrt(math.pi)) * np.exp(-np.outer(x, _TANH_B) ** 2) @ (_TANH_A * _TANH_B)
-    assert np.all(_TANH_A > 0)
+    psi = erf(np.outer(x, TANH_ERF_RATES)) @ TANH_ERF_WEIGHTS
+    dpsi = (2 / math.sqrt(math.pi)) * np.exp(-np.outer(x, TANH_ERF_RATES) ** 2) @ (TANH_ERF_WEIGHTS * TANH_ERF_RATES)
+    assert np.all(TANH_ERF_WEIGHTS > 0)
     assert np.abs(psi - np.tanh(x)).max() < 1e-9
     assert np.abs(dpsi - (1 - np.tanh(x) ** 2)).max() < 2e-9
 
@@ -333,6 +336,40 @@ def test_symmetric_psd_and_consistent(activation):
     np.testing.assert_allclose(m.ntk(X[:17], X), T[:17], rtol=rtol, atol=1e-14)
     # NTK dominates NNGP entry-wise on the diagonal
     assert np.all(np.diag(T) >= np.diag(K))
+
+
+
+@pytest.mark.parametrize("activation", ALL_ACTS)
+@pytest.mark.parametrize("bias_std", [0.0, 0.3])
+def test_ntk_diagonal_equals_diagonal_of_ntk(activation, bias_std):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(25, 3)) * 1.5
+    X[4] = 0.0  # a zero row
+    X[7] = X[2]  # a duplicated row
+    for depth in (0, 1, 2, 3):
+        m = MLP(depth=depth, activation=activation, weight_std=1.3, bias_std=bias_std)
+        d = m.ntk_diagonal(X)
+        assert d.shape == (25,) and d.dtype == np.float64
+        np.testing.assert_allclose(d, np.diag(m.ntk(X)), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+def test_ntk_diagonal_with_quadrature(activation):
+    # the generic (Gauss-Hermite) route: the path of activations without a closed form
+    X = np.random.default_rng(12).normal(size=(15, 2))
+    m = MLP(depth=2, activation=activation, bias_std=0.2, quadrature_nodes=16)
+    np.testing.assert_allclose(m.ntk_diagonal(X), np.diag(m.ntk(X)), rtol=1e-12)
+
+
+def test_ntk_diagonal_inputs():
+    m = MLP(depth=2, bias_std=0.1)
+    Z = np.random.default_rng(13).normal(size=(6, 3))
+    np.testing.assert_array_equal(m.ntk_diagonal(Z.tolist()), m.ntk_diagonal(Z))
+    assert m.ntk_diagonal(np.zeros((0, 3))).shape == (0,)
+    with pytest.raises(ValueError, match="2-D"):
+        m.ntk_diagonal(np.ones(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        m.ntk_diagonal([[1.0, np.nan]])
 
 
 @pytest.mark.parametrize("activation,bias_std", [("relu", 0.0), ("relu", 0.3), ("tanh", 0.0)])
@@ -384,6 +421,90 @@ def test_quadrature_option_cross_checks_closed_forms(X20):
                 quadrature_nodes=48).kernels(X20 * 0.5)
         for u, v in zip(a, b):
             assert rel_fro(v, u) < 1e-7
+
+
+# ---------------------------------------------------------------------------
+# The activation record
+# ---------------------------------------------------------------------------
+
+
+def test_activation_registry_names_and_aliases():
+    assert sorted(ACTIVATIONS) == ["abs", "erf", "gelu", "identity", "leaky_relu", "linear",
+                                   "relu", "sigmoid", "softplus", "tanh"]
+    for key, act in ACTIVATIONS.items():
+        assert key in act.names and get_activation(key) is act
+        assert callable(act.phi) and callable(act.dphi) and callable(act.torch_fn)
+    # an alias keeps its spelling in the spec but shares the record (and the kernel)
+    assert canonical_activation(" Linear ") == "linear"
+    assert get_activation("linear") is get_activation("identity")
+    assert get_activation("linear").name == "identity"
+    assert MLP(activation="linear").activation == "linear"
+    Z = np.random.default_rng(14).normal(size=(5, 2))
+    np.testing.assert_array_equal(MLP(activation="linear").ntk(Z), MLP(activation="identity").ntk(Z))
+    assert canonical_activation("Leaky-ReLU") == "leaky_relu"
+    with pytest.raises(ValueError, match="valid names are: abs, erf, gelu"):
+        get_activation("swish")
+    with pytest.raises(ValueError, match="must be a string"):
+        canonical_activation(None)
+    # read-only: one table for the analytic kernel and the torch network
+    with pytest.raises(TypeError):
+        ACTIVATIONS["swish"] = ACTIVATIONS["relu"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        ACTIVATIONS["relu"].name = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        TANH_ERF_WEIGHTS[0] = 1.0
+
+
+def test_torch_network_uses_the_records_torch_function():
+    for act in ("gelu", "softplus", "linear"):
+        net = torch_module(MLP(depth=1, activation=act, width=4), 2, seed=0)
+        assert net.activation is get_activation(act).torch_fn
+
+
+def test_kernels_import_graph_is_layered():
+    """Inside mixednn/kernels, counting function-level imports: no cycle, no import of
+    the package itself from a submodule, nothing imported from above the kernels layer,
+    and no private name imported from another module."""
+    import ast
+    from pathlib import Path
+
+    import mixednn.kernels as pkg
+
+    root = Path(pkg.__file__).parent
+    mods = {p.stem for p in root.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        me = path.stem
+        graph[me] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 0:
+                    assert not (node.module or "").startswith("mixednn"), (me, node.module)
+                    continue
+                assert node.level == 1, f"{me}: relative import out of kernels ({node.module})"
+                if node.module is None:  # "from . import x": only submodules, never __init__
+                    targets = [a.name for a in node.names]
+                    assert all(t in mods for t in targets), (me, targets)
+                else:
+                    targets = [node.module.split(".")[0]]
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{me} imports private names {private} from {targets[0]}"
+                graph[me].update(targets)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("mixednn") for a in node.names), me
+    assert all("__init__" not in deps for m, deps in graph.items() if m != "__init__")
+    # topological order exists (Kahn)
+    indeg = {m: len(deps) for m, deps in graph.items()}
+    order = [m for m, k in indeg.items() if k == 0]
+    for m in order:
+        for other, deps in graph.items():
+            if m in deps:
+                indeg[other] -= 1
+                if indeg[other] == 0:
+                    order.append(other)
+    assert len(order) == len(graph), f"import cycle among {set(graph) - set(order)}"
+    assert order.index("activations") < order.index("analytic") < order.index("torch_mlp")
+    assert order.index("source") < order.index("empirical") < order.index("resolve")
 
 
 # ---------------------------------------------------------------------------
@@ -450,12 +571,12 @@ def test_finite_width_needed():
     with pytest.raises(ValueError, match="finite width"):
         MLP().n_params(3)
     with pytest.raises(ValueError, match="width"):
-        MLP().torch_module(3)
+        torch_module(MLP(), 3)
     with pytest.raises(ValueError, match="d"):
         MLP(width=3).n_params(0)
 
 
-def test_importing_analytic_does_not_import_torch():
+def test_importing_analytic_kernels_does_not_import_torch():
     import os
     import subprocess
     import sys
@@ -464,8 +585,11 @@ def test_importing_analytic_does_not_import_torch():
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     code = (
-        "import sys; import mixednn.kernels.analytic as a; "
-        "a.MLP().ntk([[1.0, 2.0]]); print('torch' in sys.modules)"
+        "import sys; import mixednn.kernels as k; import mixednn.kernels.analytic as a; "
+        "import mixednn.kernels.activations as act; import mixednn.kernels.resolve as r; "
+        "a.MLP().ntk([[1.0, 2.0]]); a.MLP(activation='gelu').ntk_diagonal([[1.0, 2.0]]); "
+        "act.get_activation('gelu').phi(0.5); r.resolve_kernel(a.MLP(), has_inputs=True); "
+        "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root, env=env)

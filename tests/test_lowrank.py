@@ -13,10 +13,13 @@ import pytest
 
 import mixednn as mn
 from mixednn.kernels import resolve_kernel
-from mixednn.lowrank import (ArraySource, FeatureBasis, FunctionFeatures, NystromFeatures,
-                             kernel_diagonal, scan_pool, select_landmarks)
-from mixednn.model import KernelMemoryError, check_kernel_memory
-from mixednn.spectral import KernelClippedWarning
+from mixednn.features import (FunctionFeatures, NystromFeatures, kernel_diagonal, scan_pool,
+                              select_landmarks)
+from mixednn.lowrank import FeatureBasis
+from mixednn.rows import ArraySource
+from mixednn.exceptions import KernelMemoryError
+from mixednn.numerics import check_kernel_memory
+from mixednn.exceptions import KernelClippedWarning
 
 from .conftest import RandomFeatureKernel, dense_fit
 

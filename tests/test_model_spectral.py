@@ -8,7 +8,8 @@ import scipy.linalg
 from scipy.integrate import solve_ivp
 
 import mixednn as mn
-from mixednn.spectral import SpectralProfile, decompose
+from mixednn.profile import SpectralProfile
+from mixednn.spectral import decompose
 
 from .conftest import RandomFeatureKernel, dense_fit, rbf
 

@@ -112,7 +112,7 @@ def test_spectral_losses_reml_expectations_sum_to_dof(fitted):
     # sum of leverages = p, and sum of scaled losses = RSS / s2 = n - p
     assert sl["expected"].sum() == pytest.approx(n - p, rel=1e-10)
     assert sl["scaled_loss"].sum() == pytest.approx(n - p, rel=1e-10)
-    np.testing.assert_allclose(sl["loss"], fitted._resid_rot ** 2 * fitted.weights, rtol=1e-8)
+    np.testing.assert_allclose(sl["loss"], fitted.resid_rot ** 2 * fitted.weights, rtol=1e-8)
     assert np.all(np.diff(sl["lam"]) >= 0)
 
 

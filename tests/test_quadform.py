@@ -1,4 +1,5 @@
-"""Tests for mixednn.quadform: tail probabilities of Gaussian quadratic forms.
+"""Tests for mixednn.quadform, mixednn.tailprob and mixednn.chi2sums: tail probabilities
+of Gaussian quadratic forms.
 
 References are exact (chi-square, the K0 density of a difference of two
 chi2_1), high-precision numerical integration, brute-force eigendecompositions
@@ -16,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
-from mixednn.quadform import (
-    QuadraticForm,
-    TailProbability,
+from mixednn.chi2sums import (
     plugin_score_sf,
     projected_cumulants,
     projected_ratio_sf,
     ratio_qf_sf,
     weighted_chi2_sf,
 )
+from mixednn.quadform import QuadraticForm
+from mixednn.tailprob import TailProbability
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -384,3 +385,12 @@ def test_counts_must_sit_outside_the_removed_span():
         QuadraticForm(np.array([1.0, 0.5, 0.0]), np.eye(3)[:, :1], counts=[2, 1, 1])
     with pytest.raises(ValueError, match="positive integers"):
         QuadraticForm(np.array([1.0, 0.5]), None, counts=[0, 1])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import mixednn.chi2sums
+
+    out = doctest.testmod(mixednn.chi2sums, optionflags=doctest.ELLIPSIS)
+    assert out.attempted >= 1 and out.failed == 0

@@ -9,9 +9,10 @@ import pytest
 import scipy.linalg
 
 import mixednn as mn
-from mixednn.spectral import LowRankBasis, SpectralProfile
-from mixednn.stopping import (GCV, Cp, KFold, LeaveOneOut, SmootherData, choose_time,
-                              compare_rules, diagnose, hat_matrix)
+from mixednn.profile import SpectralProfile
+from mixednn.spectral import LowRankBasis
+from mixednn.smoother import SmootherData, hat_matrix
+from mixednn.stopping import GCV, Cp, KFold, LeaveOneOut, choose_time, compare_rules, diagnose
 
 from .conftest import RandomFeatureKernel, rbf
 

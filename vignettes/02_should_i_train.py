@@ -46,9 +46,9 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 import mixednn as mn
-from mixednn.inference import simulate_lr_null
-from mixednn.quadform import projected_ratio_sf
-from mixednn.spectral import SpectralProfile
+from mixednn.chi2sums import projected_ratio_sf
+from mixednn.lrnull import simulate_lr_null
+from mixednn.profile import SpectralProfile
 
 FAST = os.environ.get("MIXEDNN_FAST", "") not in ("", "0")  # set by the test suite
 N_BIKES = 400 if FAST else 2000

@@ -36,7 +36,7 @@ import patsy
 from matplotlib.figure import Figure
 
 import mixednn as mn
-from mixednn.spectral import SpectralProfile
+from mixednn.profile import SpectralProfile
 
 FAST = os.environ.get("MIXEDNN_FAST", "") not in ("", "0")  # set by the test suite
 N_FIT = 500 if FAST else 2000

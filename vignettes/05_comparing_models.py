@@ -72,7 +72,7 @@ formulas = {
 }
 fits = {name: fit(f) for name, f in formulas.items()}  # REML fits, as one would have them
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", mn.inference.MLRefitWarning)  # the refit is announced below
+    warnings.simplefilter("ignore", mn.MLRefitWarning)  # the refit is announced below
     fe_table = mn.anova(*fits.values(), names=list(fits))
 print(fe_table)
 

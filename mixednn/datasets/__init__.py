@@ -23,7 +23,7 @@ Examples
 (344, 8)
 """
 
-from ._loaders import available, list_datasets, load
+from .loaders import available, list_datasets, load
 
 # ``list`` is the public spelling; it is bound last and left out of
 # ``__all__`` so that ``from mixednn.datasets import *`` cannot shadow the

@@ -48,6 +48,10 @@ and as the generic fallback for activations without a closed form; it is
 what ``stax.Elementwise`` does numerically, but it loses accuracy for
 saturating activations at large pre-activation variance.
 
+Each activation's numpy and torch functions and its closed-form /
+quadrature data are one record of :mod:`mixednn.kernels.activations`, which
+the finite-width network of :mod:`mixednn.kernels.torch_mlp` reads too.
+
 References
 ----------
 Jacot, Gabriel & Hongler (2018). Neural tangent kernel: convergence and
@@ -70,228 +74,24 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
-from scipy.special import erf as _sp_erf
-from scipy.special import expit as _expit
-from scipy.special import ndtr as _ndtr
 
-if TYPE_CHECKING:  # pragma: no cover - typing only, torch is imported lazily
-    import torch
+from .activations import (
+    TANH_ERF_RATES,
+    TANH_ERF_WEIGHTS,
+    DualForm,
+    canonical_activation,
+    get_activation,
+)
 
 __all__ = [
     "MLP",
-    "ACTIVATIONS",
-    "ActivationPair",
     "gaussian_expectations",
 ]
 
 _PI = math.pi
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default negative slope
-
-
-# ---------------------------------------------------------------------------
-# Activation registry
-# ---------------------------------------------------------------------------
-
-
-class ActivationPair(NamedTuple):
-    """An activation ``phi`` and its derivative ``dphi`` (numpy callables)."""
-
-    phi: Callable[[np.ndarray], np.ndarray]
-    dphi: Callable[[np.ndarray], np.ndarray]
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
-
-
-def _drelu(x: np.ndarray) -> np.ndarray:
-    return (np.asarray(x) > 0).astype(np.float64)
-
-
-def _leaky(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x > 0, x, _LEAKY_SLOPE * x)
-
-
-def _dleaky(x: np.ndarray) -> np.ndarray:
-    return np.where(np.asarray(x) > 0, 1.0, _LEAKY_SLOPE)
-
-
-def _derf(x: np.ndarray) -> np.ndarray:
-    return (2.0 / math.sqrt(_PI)) * np.exp(-np.square(x))
-
-
-def _dtanh(x: np.ndarray) -> np.ndarray:
-    return 1.0 - np.square(np.tanh(x))
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x) * _ndtr(x)
-
-
-def _dgelu(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return _ndtr(x) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, x)
-
-
-def _dsigmoid(x: np.ndarray) -> np.ndarray:
-    s = _expit(x)
-    return s * (1.0 - s)
-
-
-def _identity(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64)
-
-
-def _one(x: np.ndarray) -> np.ndarray:
-    return np.ones_like(np.asarray(x, dtype=np.float64))
-
-
-#: Registry of supported activations: ``name -> ActivationPair(phi, dphi)``.
-#: ``erf`` is the plain ``erf(x)`` (``stax.Erf(a=1, b=1, c=0)``), ``gelu`` the
-#: exact ``x * Phi(x)`` (``stax.Gelu(approximate=False)``), ``sigmoid`` the
-#: logistic function, ``softplus`` is ``log(1 + exp(x))``, ``leaky_relu`` has
-#: negative slope 0.01 (torch's default) and ``linear`` is an alias of
-#: ``identity``.  Torch equivalents live in :mod:`mixednn.kernels.torch_mlp`.
-ACTIVATIONS: dict[str, ActivationPair] = {
-    "relu": ActivationPair(_relu, _drelu),
-    "erf": ActivationPair(_sp_erf, _derf),
-    "tanh": ActivationPair(np.tanh, _dtanh),
-    "gelu": ActivationPair(_gelu, _dgelu),
-    "softplus": ActivationPair(_softplus, _expit),
-    "sigmoid": ActivationPair(_expit, _dsigmoid),
-    "abs": ActivationPair(np.abs, np.sign),
-    "leaky_relu": ActivationPair(_leaky, _dleaky),
-    "identity": ActivationPair(_identity, _one),
-    "linear": ActivationPair(_identity, _one),
-}
-
-
-# Base functions h for the quadrature decomposition (see _Spec).  Each returns
-# (h(B), h'(B)), overwriting B with h(B) when it can.
-
-
-def _h_tanh(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    # returns tanh and tanh**2; the derivative 1 - tanh**2 is applied through
-    # _Spec.dh_affine after the (linear) quadrature sum, saving a pass
-    t = np.tanh(B, out=B)
-    if not want_d:
-        return t, None
-    return t, np.multiply(t, t)
-
-
-def _h_abs(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    d = np.sign(B) if want_d else None
-    return np.abs(B, out=B), d
-
-
-def _h_erf(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    d = None
-    if want_d:
-        d = np.multiply(B, B)
-        np.negative(d, out=d)
-        np.exp(d, out=d)
-        d *= 2.0 / math.sqrt(_PI)
-    return _sp_erf(B, out=B), d
-
-
-def _h_gelu_even(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    # gelu(x) = x/2 + h(x) with h(x) = x * erf(x / sqrt 2) / 2 (even)
-    e = _sp_erf(B / _SQRT2)
-    d = None
-    if want_d:  # h'(x) = erf(x / sqrt 2) / 2 + x * pdf(x)   (odd)
-        d = np.multiply(B, B)
-        d *= -0.5
-        np.exp(d, out=d)
-        d *= B
-        d *= _INV_SQRT_2PI
-        d += 0.5 * e
-    e *= B
-    e *= 0.5
-    return e, d
-
-
-def _h_softplus_even(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    # softplus(x) = x/2 + h(x), h(x) = log(2 cosh(x/2)) = |x|/2 + log1p(exp(-|x|))
-    d = None
-    if want_d:  # h'(x) = tanh(x/2) / 2   (odd)
-        d = np.multiply(B, 0.5)
-        np.tanh(d, out=d)
-        d *= 0.5
-    a = np.abs(B, out=B)
-    e = np.negative(a)
-    np.exp(e, out=e)
-    np.log1p(e, out=e)
-    a *= 0.5
-    a += e
-    return a, d
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How to integrate an activation against a bivariate normal.
-
-    ``phi(x) = c0 + lin * x + gamma * h(kappa * x)`` where ``h`` is odd (then
-    ``lin == 0``) or even (then ``c0 == 0``).  Under either condition the cross
-    terms vanish by the symmetry ``(a, b) -> (-a, -b)``, so
-
-    ``E[phi(a) phi(b)]   = c0**2 + lin**2 k12 + gamma**2 E[h(ka) h(kb)]`` and
-    ``E[phi'(a) phi'(b)] = lin**2 + (gamma kappa)**2 E[h'(ka) h'(kb)]``,
-
-    and the integrand ``h(ka) h(kb)`` is invariant under ``(a, b) -> (-a, -b)``,
-    which halves the number of outer quadrature nodes.
-    """
-
-    closed: str | None  # "abrelu", "erf", "gelu", "identity" or None
-    h: Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]] | None
-    c0: float = 0.0
-    lin: float = 0.0
-    gamma: float = 1.0
-    kappa: float = 1.0
-    slopes: tuple[float, float] = (0.0, 1.0)  # (negative, positive) for abrelu
-    dh_affine: tuple[float, float] = (0.0, 1.0)  # h' = u + v * (2nd output of h)
-
-
-_SPECS: dict[str, _Spec] = {
-    "relu": _Spec("abrelu", _h_abs, lin=0.5, gamma=0.5, slopes=(0.0, 1.0)),
-    "abs": _Spec("abrelu", _h_abs, gamma=1.0, slopes=(-1.0, 1.0)),
-    "leaky_relu": _Spec(
-        "abrelu",
-        _h_abs,
-        lin=(1.0 + _LEAKY_SLOPE) / 2.0,
-        gamma=(1.0 - _LEAKY_SLOPE) / 2.0,
-        slopes=(_LEAKY_SLOPE, 1.0),
-    ),
-    "erf": _Spec("erf", _h_erf),
-    "gelu": _Spec("gelu", _h_gelu_even, lin=0.5),
-    "identity": _Spec("identity", None, lin=1.0, gamma=0.0),
-    "linear": _Spec("identity", None, lin=1.0, gamma=0.0),
-    "tanh": _Spec("erfmix", _h_tanh, dh_affine=(1.0, -1.0)),
-    "sigmoid": _Spec("erfmix", _h_tanh, c0=0.5, gamma=0.5, kappa=0.5, dh_affine=(1.0, -1.0)),
-    "softplus": _Spec("softplusmix", _h_softplus_even, lin=0.5),
-}
-
-
-def _canonical_activation(name: Any) -> str:
-    if not isinstance(name, str):
-        raise ValueError(
-            f"activation must be a string, one of {sorted(ACTIVATIONS)}; got {name!r}"
-        )
-    key = name.strip().lower().replace("-", "_")
-    if key not in ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {name!r}; valid names are: {', '.join(sorted(ACTIVATIONS))}"
-        )
-    return key
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +178,7 @@ def _fill_unit_diag(C: np.ndarray) -> None:
         np.fill_diagonal(C, 1.0)
 
 
-def _step_abrelu(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_abrelu(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     # a * min(x, 0) + b * max(x, 0): arc-cosine kernel of degree 1 (Cho & Saul)
     a, b = spec.slopes
     alpha = (a - b) ** 2 / (2.0 * _PI)
@@ -408,7 +208,7 @@ def _step_abrelu(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     return K, T
 
 
-def _step_erf(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_erf(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     # Williams (1997): E[erf(a) erf(b)] = 2/pi asin(2 k12 / sqrt((1+2k11)(1+2k22)))
     R = np.multiply(
         1.0 / np.sqrt(1.0 + 2.0 * np.asarray(Q1)), 1.0 / np.sqrt(1.0 + 2.0 * np.asarray(Q2))
@@ -435,27 +235,6 @@ def _step_erf(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     return K, T
 
 
-# tanh(x) ~= sum_k A_k erf(B_k x): a scale mixture of erfs (the logistic
-# density is a scale mixture of normals), fitted once by variable-projection
-# least squares to tanh and its derivative on [0, 12].  The weights are all
-# positive; sup |psi - tanh| = 4e-10 and sup |psi' - tanh'| = 8e-10 on the
-# whole real line (tested).  Every term then has Williams' closed form, so the
-# tanh / sigmoid kernels are exact kernels of the network with activation psi:
-# accurate uniformly in the pre-activation variance and positive definite.
-_TANH_A = np.array([
-    0.00048547419996633966, 0.010860976202931416, 0.061625636923677014,
-    0.16174232908216707, 0.2542396347644198, 0.26282722435184536,
-    0.17346361140618366, 0.0641421260562897, 0.010226311910977837,
-    0.00038667469673439706,
-])
-_TANH_B = np.array([
-    0.3174035772518017, 0.4005090234778952, 0.49804968955707957,
-    0.6169813675724228, 0.7628792415391477, 0.9406808667314811,
-    1.1559897589524808, 1.4171732357212414, 1.739518806085259,
-    2.162221402713687,
-])
-
-
 def _mixture_rates(b: np.ndarray, Q1: Any, Q2: Any) -> tuple[np.ndarray, np.ndarray]:
     """``b_k / sqrt(1 + 2 b_k^2 q)`` for both sides, mixture index first."""
     out = []
@@ -471,13 +250,13 @@ def _wsum(a: np.ndarray, X: np.ndarray) -> np.ndarray:
     return (a @ X.reshape(a.size, -1)).reshape(X.shape[1:])
 
 
-def _step_erfmix(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_erfmix(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     # phi = c0 + gamma * sum_k A_k erf(kappa B_k x); with r_k = b_k / sqrt(1 + 2 b_k^2 q):
     #   E[phi phi]   = c0^2 + gamma^2 2/pi sum_kl A_k A_l asin(2 k12 r_k r'_l)
     #   E[phi' phi'] = gamma^2 4/pi sum_kl A_k A_l r_k r'_l / sqrt(1 - (2 k12 r_k r'_l)^2)
     want_d = T is not None
-    a = _TANH_A
-    b = spec.kappa * _TANH_B
+    a = TANH_ERF_WEIGHTS
+    b = spec.kappa * TANH_ERF_RATES
     r1, r2 = _mixture_rates(b, Q1, Q2)  # (M,) + Q.shape
     K2 = 2.0 * K
     E = np.zeros(K.shape)
@@ -509,7 +288,7 @@ def _step_erfmix(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     return E, T
 
 
-def _step_softplusmix(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_softplusmix(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     # softplus' = sigmoid ~= 1/2 + 1/2 sum_k A_k erf(beta_k x), beta_k = B_k / 2, so
     # psi(x) = x/2 + 1/2 sum_k A_k (x erf(beta_k x) + exp(-beta_k^2 x^2) / (beta_k sqrt(pi)))
     # (the exact antiderivative vanishing at -inf).  With rho_k = beta_k / sqrt(1 + 2 beta_k^2 q)
@@ -519,8 +298,8 @@ def _step_softplusmix(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     #   E[psi psi] = m m' + k12/4 + k12/(2 pi) sum_kl A_k A_l (asin(u) - u / (1 + sqrt(1 - u^2)))
     # with m = E[psi(a)] = 1/(2 sqrt(pi)) sum_k A_k / rho_k.
     want_d = T is not None
-    a = _TANH_A
-    beta = 0.5 * _TANH_B
+    a = TANH_ERF_WEIGHTS
+    beta = 0.5 * TANH_ERF_RATES
     r1, r2 = _mixture_rates(beta, Q1, Q2)  # (M,) + Q.shape
     m1 = _wsum(a, 1.0 / r1) / (2.0 * math.sqrt(_PI))
     m2 = _wsum(a, 1.0 / r2) / (2.0 * math.sqrt(_PI))
@@ -559,7 +338,7 @@ def _step_softplusmix(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     return E, T
 
 
-def _step_gelu(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_gelu(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     # Closed form of stax.Gelu (Tsuchida et al. 2021), with P = (1+k11)(1+k22),
     # p = k11 k22, D^2 = P - k12^2, ang = atan2(k12, D):
     #   E[gelu gelu]   = k12/4 + (k12^2 + p D^2) / (2 pi P D) + k12 ang / (2 pi)
@@ -602,7 +381,7 @@ def _step_gelu(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     return K, T
 
 
-def _step_identity(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+def _step_identity(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
     K *= sw2
     if sb2:
         K += sb2
@@ -613,7 +392,7 @@ def _step_identity(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
 
 
 def _quad_expectations(
-    spec: _Spec,
+    spec: DualForm,
     K: np.ndarray,
     Q1: np.ndarray,
     Q2: np.ndarray,
@@ -677,7 +456,7 @@ def _outer_nodes(n_nodes: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _make_step_quadrature(n_nodes: int):
-    def _step_quadrature(spec: _Spec, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
+    def _step_quadrature(spec: DualForm, K, T, Q1, Q2, sw2, sb2, unit_diag=False):
         want_d = T is not None
         E, Ed = _quad_expectations(spec, K, Q1, Q2, n_nodes, want_d, unit_diag)
         g2 = spec.gamma**2
@@ -724,7 +503,7 @@ def gaussian_expectations(
     Parameters
     ----------
     activation : str
-        A key of :data:`ACTIVATIONS`.
+        A key of :data:`mixednn.kernels.activations.ACTIVATIONS`.
     k11, k12, k22 : array_like
         Entries of the covariance of ``(a, b)``, broadcast against each other.
     method : {"auto", "closed", "quadrature"}
@@ -744,8 +523,8 @@ def gaussian_expectations(
     >>> round(float(e), 6), float(de)   # 1/(2 pi) and 1/4
     (0.159155, 0.25)
     """
-    name = _canonical_activation(activation)
-    spec = _SPECS[name]
+    name = canonical_activation(activation)
+    spec = get_activation(name).dual
     k11, k12, k22 = np.broadcast_arrays(
         *(np.asarray(v, dtype=np.float64) for v in (k11, k12, k22))
     )
@@ -785,6 +564,7 @@ def _check_nodes(n: Any) -> int:
 # ---------------------------------------------------------------------------
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0  # its max_workers
 _POOL_LOCK = threading.Lock()
 
 
@@ -802,10 +582,11 @@ def _n_threads() -> int:
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
-    global _POOL
+    global _POOL, _POOL_SIZE
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < n:  # noqa: SLF001
+        if _POOL is None or _POOL_SIZE < n:
             _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mixednn-kernel")
+            _POOL_SIZE = n
         return _POOL
 
 
@@ -864,7 +645,9 @@ class MLP:
         Number of hidden layers (0 gives the linear kernel
         ``W_std**2 x.x'/d + b_std**2``).
     activation : str, default "relu"
-        A key of :data:`ACTIVATIONS`: exact closed forms for ``relu``,
+        A key of :data:`mixednn.kernels.activations.ACTIVATIONS` (any
+        spelling :func:`~mixednn.kernels.activations.canonical_activation`
+        accepts): exact closed forms for ``relu``,
         ``abs``, ``leaky_relu`` (slope 0.01), ``erf``, ``gelu`` and
         ``identity`` / ``linear``; closed forms of a fitted erf-mixture
         surrogate (activation error < 1e-8) for ``tanh``, ``sigmoid`` and
@@ -875,7 +658,8 @@ class MLP:
         ``b_std``; 0 means no bias parameters at all (stax's ``b_std=None``).
     width : int or None, default None
         Hidden width of the finite network (only for :meth:`n_params` and
-        :meth:`torch_module`); the kernels are always the infinite-width ones.
+        :func:`mixednn.kernels.torch_mlp.torch_module`); the kernels are
+        always the infinite-width ones.
     quadrature_nodes : int or None, default None
         ``None`` uses the closed forms above.  An integer switches ``tanh``,
         ``sigmoid`` and ``softplus`` to 2-D Gauss-Hermite quadrature with this
@@ -928,7 +712,7 @@ class MLP:
         if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 0:
             raise ValueError(f"depth must be a non-negative integer; got {d!r}")
         object.__setattr__(self, "depth", int(d))
-        object.__setattr__(self, "activation", _canonical_activation(self.activation))
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
         for nm, v, lo in (("weight_std", self.weight_std, 0.0), ("bias_std", self.bias_std, 0.0)):
             try:
                 fv = float(v)
@@ -1062,46 +846,58 @@ class MLP:
         nb = sum(outs) if self.bias_std > 0 else 0
         return int(sum(i * o for i, o in zip(fans, outs)) + nb)
 
-    def torch_module(self, d: int, seed: int | None = None, dtype: Any = None) -> "torch.nn.Module":
-        """Finite-width torch network with this kernel's parameterisation.
+    def ntk_diagonal(self, Z: Any) -> np.ndarray:
+        """Diagonal ``Theta(z_i, z_i)`` of the NTK, in O(n d) time and O(n) memory.
 
-        Thin wrapper around :func:`mixednn.kernels.torch_mlp.torch_module`;
-        torch is imported only when this is called.
+        The layer recursion (``docs/model.md`` section 5) is run on the
+        diagonal alone, where the correlation of a point with itself is exactly
+        1, with the same closed form (or, with ``quadrature_nodes``, the same
+        quadrature) as :meth:`ntk`; no ``n x n`` matrix is formed.
 
         Parameters
         ----------
-        d : int
-            Input dimension.
-        seed : int, optional
-            Seed of the N(0, 1) initialisation.
-        dtype : torch.dtype, optional
-            Defaults to ``torch.float64``.
+        Z : array_like, shape (n, d)
+            Inputs (rows are observations).
 
         Returns
         -------
-        mixednn.kernels.torch_mlp.MLPNetwork
-            Maps an ``(n, d)`` tensor to an ``(n,)`` tensor.
+        numpy.ndarray, shape (n,), float64
+            ``Theta(z_i, z_i)``; equals ``np.diag(self.ntk(Z))`` up to rounding.
 
         Examples
         --------
-        >>> net = MLP(depth=1, width=8).torch_module(3, seed=0)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> m = MLP(depth=2, activation="tanh", bias_std=0.1)
+        >>> Z = np.random.default_rng(0).normal(size=(5, 3))
+        >>> bool(np.allclose(m.ntk_diagonal(Z), np.diag(m.ntk(Z)), rtol=1e-12, atol=0))
+        True
         """
-        from .torch_mlp import torch_module
-
-        if dtype is None:
-            return torch_module(self, d, seed=seed)
-        return torch_module(self, d, seed=seed, dtype=dtype)
+        X = _as_inputs(Z, "Z")
+        if X.shape[0] == 0:
+            return np.empty(0)
+        sw2, sb2 = self.weight_std**2, self.bias_std**2
+        spec = self._dual()
+        step = self._step()
+        qs = self._diagonals(X)
+        K = qs[0].copy()
+        T = K.copy()
+        for h in range(self.depth):
+            K, T = step(spec, K, T, qs[h], qs[h], sw2, sb2, unit_diag=True)
+        return np.asarray(T, dtype=np.float64)
 
     # -- internals ----------------------------------------------------------
 
+    def _dual(self) -> DualForm:
+        return get_activation(self.activation).dual
+
     def _uses_quadrature(self) -> bool:
-        spec = _SPECS[self.activation]
+        spec = self._dual()
         return spec.closed is None or (
             self.quadrature_nodes is not None and spec.closed in _MIXTURE_FORMS
         )
 
     def _step(self) -> Callable:
-        spec = _SPECS[self.activation]
+        spec = self._dual()
         if self._uses_quadrature():
             return _make_step_quadrature(self.quadrature_nodes or 32)
         return _CLOSED_STEPS[spec.closed]
@@ -1109,7 +905,7 @@ class MLP:
     def _diagonals(self, Z: np.ndarray) -> list[np.ndarray]:
         """Pre-activation variances ``S(x, x)`` entering each activation."""
         sw2, sb2 = self.weight_std**2, self.bias_std**2
-        spec = _SPECS[self.activation]
+        spec = self._dual()
         step = self._step()
         q = np.einsum("ij,ij->i", Z, Z) / Z.shape[1]
         q = sw2 * q + sb2
@@ -1124,7 +920,7 @@ class MLP:
     def _tile_size(self, d: int) -> int:
         if self._uses_quadrature():  # keep B (tile x nodes) ~ 1 MB
             return max(8, int(math.sqrt(131072 / (self.quadrature_nodes or 32))))
-        if _SPECS[self.activation].closed in _MIXTURE_FORMS:  # 10 x tile terms
+        if self._dual().closed in _MIXTURE_FORMS:  # 10 x tile terms
             return 64
         return 128
 
@@ -1146,7 +942,7 @@ class MLP:
                 X2 = X1
         n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
         sw2, sb2 = self.weight_std**2, self.bias_std**2
-        spec = _SPECS[self.activation]
+        spec = self._dual()
 
         out_K = np.empty((n1, n2)) if want_nngp else None
         out_T = np.empty((n1, n2)) if want_ntk else None

@@ -39,8 +39,9 @@ memory beyond the returned kernel), so memory stays bounded whatever ``n`` and
 cast; float32 weights are represented exactly in float64).
 
 When ``P < n`` the model uses the exact *feature form* instead of the n x n
-kernel: the SVD ``J = U S W^T`` gives the nonzero eigenpairs ``(S^2, U)`` of
-``K`` directly (:meth:`FiniteNetworkSource.low_rank_basis`).
+kernel: :meth:`FiniteNetworkSource.low_rank_features` returns ``J`` itself,
+whose SVD ``J = U S W^T`` gives the nonzero eigenpairs ``(S^2, U)`` of ``K``
+directly (decomposed by the caller, above this layer).
 
 References
 ----------
@@ -60,10 +61,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import KernelSource
+from .analytic import MLP
+from .source import KernelSource
 
 __all__ = ["empirical_ntk", "network_jacobian", "network_output", "FiniteNetworkSource",
-           "finite_network_source", "DEFAULT_MAX_MEMORY"]
+           "finite_network_source", "DEFAULT_MAX_MEMORY", "NTKEngine", "as_tensor",
+           "resolve_dtype", "jacobian_matrix"]
 
 #: Default working-memory limit of a kernel build (bytes), beyond the returned kernel.
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -73,7 +76,33 @@ _PROGRESS_MIN_EVALS = 16  # show a progress bar (auto mode) beyond this many blo
 
 # ----------------------------------------------------------------------------- input checks
 
-def _as_tensor(Z: Any, dtype: torch.dtype, what: str = "Z") -> torch.Tensor:
+def as_tensor(Z: Any, dtype: torch.dtype, what: str = "Z") -> torch.Tensor:
+    """Checked 2-D tensor of network inputs in ``dtype`` (a 1-D array becomes one column).
+
+    Parameters
+    ----------
+    Z : array_like or torch.Tensor, shape (n, d) or (n,)
+        Network inputs; a tensor is detached (not copied when already ``dtype``).
+    dtype : torch.dtype
+        Target precision.
+    what : str
+        Name of the argument in error messages.
+
+    Returns
+    -------
+    torch.Tensor, shape (n, d)
+
+    Raises
+    ------
+    ValueError
+        If ``Z`` is not 2-D (after the 1-D reshape) or holds NaN or infinite values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> as_tensor([1.0, 2.0], torch.float64).shape
+    torch.Size([2, 1])
+    """
     if isinstance(Z, torch.Tensor):
         Zt = Z.detach().to(dtype)
     else:
@@ -88,7 +117,29 @@ def _as_tensor(Z: Any, dtype: torch.dtype, what: str = "Z") -> torch.Tensor:
     return Zt
 
 
-def _resolve_dtype(dtype: Any) -> torch.dtype:
+def resolve_dtype(dtype: Any) -> torch.dtype:
+    """The floating torch dtype meant by ``dtype`` (``None``: ``torch.float64``).
+
+    Parameters
+    ----------
+    dtype : torch.dtype, numpy dtype, str or None
+        A floating torch dtype, or ``"float64"`` / ``"float32"`` in any form
+        ``numpy.dtype`` accepts.
+
+    Returns
+    -------
+    torch.dtype
+
+    Raises
+    ------
+    ValueError
+        For a non-floating torch dtype or anything but float64 / float32.
+
+    Examples
+    --------
+    >>> resolve_dtype("float32"), resolve_dtype(None)
+    (torch.float32, torch.float64)
+    """
     if dtype is None:
         return torch.float64
     if isinstance(dtype, torch.dtype):
@@ -127,8 +178,24 @@ class _NotStructured(Exception):
     """The module does not fit the structured (nn.Linear) route."""
 
 
-class _NTKEngine:
-    """A float64 (or ``dtype``) copy of a module with its gradient machinery."""
+class NTKEngine:
+    """A float64 (or ``dtype``) copy of a module with its gradient machinery.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps ``(n, d)`` to ``(n,)`` or ``(n, 1)``; deep-copied and cast to ``dtype``.
+    dtype : torch.dtype, default torch.float64
+    method : {"auto", "module", "linear", "jacobian"}
+        Kernel route (see :func:`empirical_ntk`), decided on first use.
+
+    Attributes
+    ----------
+    n_params : int
+        Number of trainable parameters ``P``.
+    method : str or None
+        The route chosen (``None`` before the first kernel build).
+    """
 
     def __init__(self, module: torch.nn.Module, dtype: torch.dtype = torch.float64,
                  method: str = "auto"):
@@ -443,7 +510,7 @@ def _plan(n1: int, n2: int, r_f: int, r_t: int, c_tile: int, max_memory: int,
 class _Route:
     """How one kernel route stores, fills, slices and combines row features."""
 
-    def __init__(self, engine: _NTKEngine, method: str):
+    def __init__(self, engine: NTKEngine, method: str):
         self.engine = engine
         self.method = method
 
@@ -481,7 +548,7 @@ class _Route:
             return self.engine.module_ntk(Fi, Fj)
         if self.method == "jacobian":
             return Fi @ Fj.T
-        return _NTKEngine.combine_linear(Fi, Fj)
+        return NTKEngine.combine_linear(Fi, Fj)
 
 
 def _blocked_kernel(route: _Route, Z1: torch.Tensor, Z2: torch.Tensor | None, b: int, Pn: int,
@@ -554,7 +621,7 @@ def _blocked_kernel(route: _Route, Z1: torch.Tensor, Z2: torch.Tensor | None, b:
     return K, evals
 
 
-def _kernel(engine: _NTKEngine, Z1: torch.Tensor, Z2: torch.Tensor | None, *,
+def _kernel(engine: NTKEngine, Z1: torch.Tensor, Z2: torch.Tensor | None, *,
             max_memory: int, block_rows: int | None,
             progress: bool | None) -> tuple[np.ndarray, dict]:
     t0 = time.perf_counter()
@@ -626,10 +693,10 @@ def empirical_ntk(module: torch.nn.Module, Z1: Any, Z2: Any = None, *,
     >>> K.shape, bool(np.allclose(K, K.T))
     ((5, 5), True)
     """
-    dt = _resolve_dtype(dtype)
-    engine = _NTKEngine(module, dt, method)
-    Z1t = _as_tensor(Z1, dt, "Z1")
-    Z2t = None if Z2 is None else _as_tensor(Z2, dt, "Z2")
+    dt = resolve_dtype(dtype)
+    engine = NTKEngine(module, dt, method)
+    Z1t = as_tensor(Z1, dt, "Z1")
+    Z2t = None if Z2 is None else as_tensor(Z2, dt, "Z2")
     if Z2t is not None and Z2t.shape[1] != Z1t.shape[1]:
         raise ValueError(f"Z1 and Z2 must have the same number of columns, got "
                          f"{Z1t.shape[1]} and {Z2t.shape[1]}")
@@ -666,13 +733,41 @@ def network_jacobian(module: torch.nn.Module, Z: Any, *, max_memory: int | None 
     >>> J.tolist()
     [[1.0, 2.0, 1.0]]
     """
-    engine = _NTKEngine(module, _resolve_dtype(dtype), "jacobian")
-    Zt = _as_tensor(Z, engine.dtype)
+    engine = NTKEngine(module, resolve_dtype(dtype), "jacobian")
+    Zt = as_tensor(Z, engine.dtype)
     engine.output(Zt[:2])
-    return _jacobian_matrix(engine, Zt, _check_memory(max_memory))
+    return jacobian_matrix(engine, Zt, _check_memory(max_memory))
 
 
-def _jacobian_matrix(engine: _NTKEngine, Zt: torch.Tensor, max_memory: int) -> np.ndarray:
+def jacobian_matrix(engine: NTKEngine, Zt: torch.Tensor, max_memory: int) -> np.ndarray:
+    """Per-row parameter gradients ``J`` (n x P, float64) of an engine's network, in row blocks.
+
+    Parameters
+    ----------
+    engine : NTKEngine
+        The network's gradient engine (e.g. ``FiniteNetworkSource.engine_for(d)``).
+    Zt : torch.Tensor, shape (n, d)
+        Inputs in the engine's dtype (see :func:`as_tensor`).
+    max_memory : int
+        Working-memory limit in bytes, beyond the returned matrix.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, P), float64
+        Columns ordered as the engine's trainable parameters.
+
+    Raises
+    ------
+    ValueError
+        If a gradient is not finite, or ``max_memory`` is too small for one row.
+
+    Examples
+    --------
+    >>> import torch
+    >>> eng = NTKEngine(torch.nn.Linear(2, 1), torch.float64)
+    >>> jacobian_matrix(eng, torch.tensor([[1.0, 2.0]], dtype=torch.float64), 2**20).tolist()
+    [[1.0, 2.0, 1.0]]
+    """
     n = Zt.shape[0]
     _, r_t, _ = engine.costs("jacobian")
     b, _ = _plan(n, n, 0, r_t, 0, max_memory, None)
@@ -699,8 +794,8 @@ def network_output(module: torch.nn.Module, Z: Any, *, dtype: Any = torch.float6
     >>> network_output(net, np.zeros((3, 2))).shape
     (3,)
     """
-    engine = _NTKEngine(module, _resolve_dtype(dtype), "jacobian")
-    return engine.output(_as_tensor(Z, engine.dtype))
+    engine = NTKEngine(module, resolve_dtype(dtype), "jacobian")
+    return engine.output(as_tensor(Z, engine.dtype))
 
 
 # ------------------------------------------------------------------------- kernel source
@@ -727,9 +822,7 @@ class FiniteNetworkSource(KernelSource):
                  max_memory: int | None = None, block_rows: int | None = None,
                  feature_form: bool | str = "auto", method: str = "auto",
                  progress: bool | None = None):
-        from .analytic import MLP
-
-        self.dtype = _resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype)
         self.max_memory = _check_memory(max_memory)
         if block_rows is not None and (int(block_rows) != block_rows or block_rows < 1):
             raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
@@ -741,7 +834,7 @@ class FiniteNetworkSource(KernelSource):
         self.progress = progress
         self.seed = seed
         self.build_info: dict = {}
-        self._engine: _NTKEngine | None = None
+        self._engine: NTKEngine | None = None
         self._module: torch.nn.Module | None = None
         self._jac_cache: tuple[np.ndarray, np.ndarray] | None = None  # (Z, J) of training rows
         if isinstance(network, MLP):
@@ -766,13 +859,25 @@ class FiniteNetworkSource(KernelSource):
     # -- the module --------------------------------------------------------------------
     def _set_module(self, module: torch.nn.Module) -> None:
         self._module = copy.deepcopy(module)
-        self._engine = _NTKEngine(self._module, self.dtype, self.method)
+        self._engine = NTKEngine(self._module, self.dtype, self.method)
 
-    def engine_for(self, d: int) -> _NTKEngine:
-        """The gradient engine; an MLP spec's torch network is built here (input width d)."""
+    def engine_for(self, d: int) -> NTKEngine:
+        """The gradient engine; an MLP spec's torch network is built here (input width d).
+
+        Parameters
+        ----------
+        d : int
+            Number of network inputs.
+
+        Returns
+        -------
+        NTKEngine
+        """
         if self._engine is None:
             try:
-                module = self.spec.torch_module(d, seed=self.seed)
+                from .torch_mlp import torch_module
+
+                module = torch_module(self.spec, d, seed=self.seed)
             except ImportError as exc:  # pragma: no cover - depends on the build
                 raise NotImplementedError(
                     "MLP(width=...) needs mixednn.kernels.torch_mlp to build the finite network; "
@@ -799,14 +904,14 @@ class FiniteNetworkSource(KernelSource):
     # -- KernelSource interface ----------------------------------------------------------
     def init_output(self, Z: np.ndarray) -> np.ndarray:
         """Network output at initialisation on the (scaled) inputs ``Z``: the offset f0."""
-        Zt = _as_tensor(Z, self.dtype)
+        Zt = as_tensor(Z, self.dtype)
         return self.engine_for(Zt.shape[1]).output(Zt)
 
-    def _check_width(self, Zt: torch.Tensor, eng: _NTKEngine) -> None:
+    def _check_width(self, Zt: torch.Tensor, eng: NTKEngine) -> None:
         eng.output(Zt[:2])
 
     def _gram(self, Z: np.ndarray) -> np.ndarray:
-        Zt = _as_tensor(Z, self.dtype)
+        Zt = as_tensor(Z, self.dtype)
         eng = self.engine_for(Zt.shape[1])
         self._check_width(Zt, eng)
         if self._use_features(Zt.shape[0], eng):
@@ -819,58 +924,98 @@ class FiniteNetworkSource(KernelSource):
         return K
 
     def _cross(self, Znew: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        Zn = _as_tensor(Znew, self.dtype, "new network inputs")
-        Zt = _as_tensor(Z, self.dtype)
+        Zn = as_tensor(Znew, self.dtype, "new network inputs")
+        Zt = as_tensor(Z, self.dtype)
         eng = self.engine_for(Zt.shape[1])
         self._check_width(Zn, eng)
         if self._use_features(Zt.shape[0], eng):
-            Jn = _jacobian_matrix(eng, Zn, self.max_memory)
+            Jn = jacobian_matrix(eng, Zn, self.max_memory)
             return Jn @ self._train_jacobian(Z, Zt, eng).T
         K, info = _kernel(eng, Zn, Zt, max_memory=self.max_memory,
                           block_rows=self.block_rows, progress=self.progress)
         return K
 
     # -- feature form ----------------------------------------------------------------------
-    def _use_features(self, n: int, eng: _NTKEngine) -> bool:
+    def _use_features(self, n: int, eng: NTKEngine) -> bool:
         if self.feature_form is False:
             return False
         if self.feature_form is True:
             return True
         return eng.n_params < n
 
-    def _train_jacobian(self, Z: np.ndarray, Zt: torch.Tensor, eng: _NTKEngine) -> np.ndarray:
+    def _train_jacobian(self, Z: np.ndarray, Zt: torch.Tensor, eng: NTKEngine) -> np.ndarray:
         Za = np.asarray(Z, dtype=float)
         if self._jac_cache is not None and self._jac_cache[0].shape == Za.shape \
                 and np.array_equal(self._jac_cache[0], Za):
             return self._jac_cache[1]
         t0 = time.perf_counter()
-        J = _jacobian_matrix(eng, Zt, self.max_memory)
+        J = jacobian_matrix(eng, Zt, self.max_memory)
         self._jac_cache = (Za.copy(), J)
         self.build_info = {"method": "features", "reason": "P < n: exact feature form J (n x P)",
                            "n_params": eng.n_params, "seconds": time.perf_counter() - t0,
                            "dtype": str(eng.dtype).replace("torch.", "")}
         return J
 
-    def low_rank_basis(self, Z: np.ndarray):
-        """Exact low-rank decomposition of ``K = J J^T`` when the network has fewer
-        parameters than rows (``feature_form``), else ``None``.
+    def low_rank_features(self, Z: np.ndarray) -> np.ndarray | None:
+        """Exact features of ``K = J J^T`` on the training rows when the network has
+        fewer parameters than rows (``feature_form``), else ``None``.
 
-        The thin SVD ``J = U S W^T`` gives ``K = U diag(S^2) U^T`` (rank <= P) at
-        O(n P^2) cost instead of the O(n^3) of an n x n eigendecomposition.
+        The caller decomposes them: the thin SVD ``J = U S W^T`` gives
+        ``K = U diag(S^2) U^T`` (rank <= P) at O(n P^2) cost instead of the O(n^3)
+        of an n x n eigendecomposition (``mixednn.spectral.LowRankBasis.from_features``).
+        The matrix is cached for the training rows and shared with :meth:`gram` and
+        :meth:`cross`; do not modify it.
+
+        Parameters
+        ----------
+        Z : ndarray, shape (n, d)
+            The (scaled) training inputs.
 
         Returns
         -------
-        mixednn.spectral.LowRankBasis or None
-        """
-        from ..spectral import LowRankBasis
+        numpy.ndarray of shape (n, P), float64, or None
+            The Jacobian ``J`` (one row per input row, one column per trainable
+            parameter), or ``None`` when the n x n kernel is to be used.
 
-        Zt = _as_tensor(Z, self.dtype)
+        Examples
+        --------
+        >>> import torch, numpy as np
+        >>> src = finite_network_source(torch.nn.Linear(2, 1))
+        >>> src.low_rank_features(np.ones((5, 2))).shape   # 3 parameters < 5 rows
+        (5, 3)
+        >>> src.low_rank_features(np.ones((2, 2))) is None
+        True
+        """
+        Zt = as_tensor(Z, self.dtype)
         eng = self.engine_for(Zt.shape[1])
         self._check_width(Zt, eng)
         if not self._use_features(Zt.shape[0], eng):
             return None
-        J = self._train_jacobian(Z, Zt, eng)
-        return LowRankBasis.from_features(J)
+        return self._train_jacobian(Z, Zt, eng)
+
+    def jacobian(self, Z: Any) -> np.ndarray:
+        """Per-row parameter gradients ``J`` (n x P) of the network on inputs ``Z``.
+
+        Computed in row blocks within ``max_memory`` (not cached).
+
+        Parameters
+        ----------
+        Z : array_like, shape (n, d)
+            (Scaled) network inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, P), float64
+
+        Examples
+        --------
+        >>> import torch, numpy as np
+        >>> net = torch.nn.Linear(2, 1)
+        >>> finite_network_source(net).jacobian(np.array([[1.0, 2.0]])).tolist()
+        [[1.0, 2.0, 1.0]]
+        """
+        Zt = as_tensor(Z, self.dtype)
+        return jacobian_matrix(self.engine_for(Zt.shape[1]), Zt, self.max_memory)
 
 
 def finite_network_source(network: Any, *, seed: int | None = 0, dtype: Any = torch.float64,

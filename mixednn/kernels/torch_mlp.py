@@ -10,6 +10,9 @@ the network's output covariance over initialisations tends to
 :meth:`MLP.nngp` and its empirical NTK
 ``sum_p df(x)/dp df(x')/dp`` to :meth:`MLP.ntk`.
 
+The activation is the ``torch_fn`` of the spec's record in
+:mod:`mixednn.kernels.activations`, the record the analytic kernel reads.
+
 Examples
 --------
 >>> import torch
@@ -22,50 +25,15 @@ torch.Size([5])
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from .analytic import ACTIVATIONS, MLP, _canonical_activation
+from .activations import get_activation
+from .analytic import MLP
 
-__all__ = ["TORCH_ACTIVATIONS", "MLPNetwork", "torch_module", "empirical_ntk"]
-
-
-def _gelu_exact(x: Tensor) -> Tensor:
-    return F.gelu(x, approximate="none")
-
-
-def _softplus(x: Tensor) -> Tensor:
-    # log(1 + exp(x)) without torch's linear cut-off at x > 20
-    return torch.logaddexp(torch.zeros_like(x), x)
-
-
-def _leaky(x: Tensor) -> Tensor:
-    return F.leaky_relu(x, negative_slope=0.01)
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-#: Torch equivalents of :data:`mixednn.kernels.analytic.ACTIVATIONS` (same keys;
-#: derivatives come from autograd).
-TORCH_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu,
-    "erf": torch.erf,
-    "tanh": torch.tanh,
-    "gelu": _gelu_exact,
-    "softplus": _softplus,
-    "sigmoid": torch.sigmoid,
-    "abs": torch.abs,
-    "leaky_relu": _leaky,
-    "identity": _identity,
-    "linear": _identity,
-}
-assert set(TORCH_ACTIVATIONS) == set(ACTIVATIONS)
+__all__ = ["MLPNetwork", "torch_module", "empirical_ntk"]
 
 
 class MLPNetwork(nn.Module):
@@ -118,7 +86,7 @@ class MLPNetwork(nn.Module):
             raise ValueError(f"d (input dimension) must be a positive integer; got {d!r}")
         self.spec = spec
         self.d = d
-        self.activation = TORCH_ACTIVATIONS[_canonical_activation(spec.activation)]
+        self.activation = get_activation(spec.activation).torch_fn
         # numpy's generator (ziggurat) draws the N(0, 1) entries several times
         # faster than torch.randn in float64, which matters at width 4096
         rng = np.random.default_rng(seed)

@@ -20,10 +20,10 @@ import pandas as pd
 
 __all__ = ["load", "list_datasets", "available"]
 
-_DATA_PACKAGE = "mixednn._data"
-# mixednn/datasets/_loaders.py -> mixednn/datasets -> mixednn -> repo root.
+DATA_PACKAGE = "mixednn._data"
+# mixednn/datasets/loaders.py -> mixednn/datasets -> mixednn -> repo root.
 # Equivalent to Path(mixednn.__file__).parent.parent / "data".
-_SOURCE_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
+SOURCE_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
 
 
 # --------------------------------------------------------------------------
@@ -152,22 +152,23 @@ def available() -> Tuple[str, ...]:
 # --------------------------------------------------------------------------
 # file access
 # --------------------------------------------------------------------------
-def _resource(filename: str) -> Any:
+def resource_path(filename: str) -> Any:
+    """Where a bundled data file is: the installed package data, else the repository's data/."""
     """Return a readable handle (Traversable or Path) for ``filename``."""
     try:
-        root = importlib.resources.files(_DATA_PACKAGE)
+        root = importlib.resources.files(DATA_PACKAGE)
     except (ModuleNotFoundError, TypeError):  # not installed / namespace
         root = None
     if root is not None:
         candidate = root.joinpath(filename)
         if candidate.is_file():
             return candidate
-    candidate = _SOURCE_DATA_DIR / filename
+    candidate = SOURCE_DATA_DIR / filename
     if candidate.is_file():
         return candidate
     raise FileNotFoundError(
-        f"data file {filename!r} not found in package {_DATA_PACKAGE!r} "
-        f"nor in {_SOURCE_DATA_DIR}; the mixednn installation looks incomplete"
+        f"data file {filename!r} not found in package {DATA_PACKAGE!r} "
+        f"nor in {SOURCE_DATA_DIR}; the mixednn installation looks incomplete"
     )
 
 
@@ -175,7 +176,7 @@ def _resource(filename: str) -> Any:
 def _read(name: str) -> pd.DataFrame:
     """Parse a data set once; callers must copy the cached frame."""
     spec = _REGISTRY[name]
-    with _resource(spec.filename).open("rb") as fh:
+    with resource_path(spec.filename).open("rb") as fh:
         df = pd.read_csv(fh, **spec.read_kwargs)
     if spec.postprocess is not None:
         df = spec.postprocess(df)

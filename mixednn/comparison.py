@@ -1,0 +1,441 @@
+"""Likelihood-ratio comparison of fitted models: R's ``anova`` for mixed models.
+
+This module owns :func:`anova` (an R-style table, :class:`AnovaResults`),
+:func:`compare_lr_test` (one nested comparison as a
+:class:`mixednn.hypotheses.TestResult`) and :func:`ols_null` (a fit's no-network
+null as statsmodels OLS), and the rules behind them: models must be fit to the same
+rows and response; statsmodels ``OLS`` results are valid ``t = 0`` nulls; REML
+criteria are compared only for the same fixed effects, otherwise the REML network
+fits are refit by ML (with an :class:`mixednn.exceptions.MLRefitWarning`); nested
+pairs get a chi-square test, network vs no network the boundary null of
+:mod:`mixednn.lrnull`, and non-nested pairs AIC/BIC only (an
+:class:`mixednn.hypotheses.InapplicableTest` says why).
+
+The tests of ``t = 0`` on one model are :mod:`mixednn.inference`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .exceptions import BoundaryFitWarning, InterpolationWarning, MLRefitWarning
+from .hypotheses import InapplicableTest, TestResult
+from .interfaces import FitResults
+from .lrnull import mixture_sf, nesting_map, simulate_lr_null, simulated_pvalue
+from .numerics import LOG_2PI
+
+__all__ = ["AnovaResults", "anova", "compare_lr_test", "ols_null"]
+
+
+@dataclass
+class _Candidate:
+    """One model in an anova table, reduced to what the comparison needs."""
+
+    name: str
+    description: str
+    obj: Any                 # MixedLMNTKResults or statsmodels OLS results
+    network: bool
+    nobs: int
+    response: np.ndarray     # y - offset
+    exog: np.ndarray
+    row_labels: Any
+    reml: bool
+    network_llf: float = math.nan       # the network model's likelihood maximum
+    profile: Any = None                 # the network model's profile at that maximum
+
+    @property
+    def k_fe(self) -> int:
+        return int(self.exog.shape[1])
+
+    @property
+    def npar(self) -> int:
+        return self.k_fe + (2 if self.network else 1)
+
+    def llf(self, reml: bool) -> float:
+        if self.network:
+            if self.reml != reml:  # pragma: no cover - refit handled by the caller
+                raise RuntimeError("criterion mismatch")
+            return float(self.network_llf)
+        if not reml:
+            return float(self.obj.llf)
+        # REML log-likelihood of the OLS model (c = 0, the network model's t = 0 value)
+        n, p = self.nobs, self.k_fe
+        rss = float(self.obj.ssr)
+        dof = n - p
+        logdet = np.linalg.slogdet(self.exog.T @ self.exog)[1] if p else 0.0
+        return -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + logdet)
+
+
+def _rhs(names: Sequence[str]) -> str:
+    names = [str(v) for v in names]
+    if not names:
+        return "0"
+    return " + ".join(names) if len(names) <= 6 else f"{len(names)} columns ({names[0]}, ...)"
+
+
+def _describe_ntk(res: FitResults) -> str:
+    d = res.model.data
+    lhs = d.formula if d.formula else f"{d.endog_name} ~ {_rhs(res.model.exog_names)}"
+    net = getattr(res.model.kernel_source, "description", "kernel")
+    return f"{lhs} + NTK[{net}]"
+
+
+def _candidate(obj: Any, name: str) -> _Candidate:
+    if isinstance(obj, FitResults):
+        choice = obj.time_choice
+        if obj.free_modes and choice.check is None:
+            raise ValueError(
+                f"{name!r} was fit with free leading modes (data-chosen fixed effects); anova "
+                "compares models without them: refit with fit(t_method='reml'), "
+                "or use res.lr_test() / res.score_test() for t = 0 given the free modes")
+        m = obj.model
+        # a likelihood comparison needs the maximum of the criterion of the plain model
+        # (recorded by the fit: t chosen by another rule, or the default rule fell back
+        # to free modes)
+        plain = obj.free_modes or not (choice.by_likelihood and (choice.rule == "reml") == obj.reml)
+        llf = choice.plain_likelihood.llf if plain else obj.llf
+        return _Candidate(name, _describe_ntk(obj), obj, True, int(m.nobs),
+                          np.asarray(m.endog - m.offset, dtype=float), np.asarray(m.exog, float),
+                          m.data.row_labels, obj.reml, float(llf),
+                          m.profile if plain else obj.likelihood_profile)
+    model = getattr(obj, "model", None)
+    if model is not None and type(model).__name__ == "OLS" and hasattr(obj, "llf"):
+        X = np.asarray(model.exog, dtype=float)
+        y = np.asarray(model.endog, dtype=float)
+        w = getattr(model, "weights", None)
+        if w is not None and np.ndim(w) and not np.all(np.asarray(w) == 1):  # pragma: no cover
+            raise TypeError("weighted least squares is not a t = 0 null of this model")
+        desc = getattr(model, "formula", None) or \
+            f"{getattr(model, 'endog_names', 'y')} ~ {_rhs(getattr(model, 'exog_names', []))}"
+        labels = getattr(getattr(model, "data", None), "row_labels", None)
+        return _Candidate(name, f"{desc} (no network, t = 0)", obj, False, int(y.shape[0]),
+                          y, X, labels, False)
+    raise TypeError(
+        f"anova compares MixedLMNTKResults and statsmodels OLS results (the no-network "
+        f"null, e.g. res.null_fit() or smf.ols(...).fit()); got {type(obj).__name__}")
+
+
+def _check_same_data(cands: list[_Candidate]) -> None:
+    ref = cands[0]
+    for c in cands[1:]:
+        if c.nobs != ref.nobs:
+            raise ValueError(
+                f"models were fit to different rows: {ref.name!r} has {ref.nobs} observations "
+                f"and {c.name!r} has {c.nobs}; refit them on the same complete rows")
+        if ref.row_labels is not None and c.row_labels is not None:
+            a, b = pd.Index(ref.row_labels), pd.Index(c.row_labels)
+            if not a.equals(b):
+                raise ValueError(f"models were fit to different rows ({ref.name!r} and "
+                                 f"{c.name!r} have different row labels)")
+        scale = max(float(np.max(np.abs(ref.response))), 1e-300)
+        if not np.allclose(ref.response, c.response, rtol=0, atol=1e-10 * scale):
+            raise ValueError(
+                f"models were fit to different responses ({ref.name!r} and {c.name!r}; for "
+                "a network model the response is y - offset: compare it with the OLS "
+                "of y - offset on the same design, res.null_fit())")
+
+
+def _same_kernel(a: FitResults, b: FitResults) -> bool:
+    la, lb = a.model.profile.lam, b.model.profile.lam
+    if la.shape != lb.shape or a.model.profile.trace != b.model.profile.trace:
+        return False
+    da = getattr(a.model.kernel_source, "description", None)
+    db = getattr(b.model.kernel_source, "description", None)
+    return da == db and np.allclose(la, lb, rtol=1e-9, atol=1e-12 * max(float(la.max()), 1e-300))
+
+
+def _choose_criterion(cands: list[_Candidate], refit: bool | None, notes: list[str]) -> bool:
+    """Whether the table compares REML criteria (``True``) or ML ones.
+
+    REML fits that must be compared by ML are refit (in ``cands``), with an
+    :class:`MLRefitWarning` for the caller of :func:`anova` and a line in ``notes``.
+    """
+    # REML criteria are comparable only for the same design matrix (a reparametrised
+    # design shifts log det(X^T W X)); ML is invariant, so anything else is refit by ML
+    x0 = cands[0].exog
+    same_fe = all(c.exog.shape == x0.shape
+                  and np.allclose(c.exog, x0, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(x0).max()
+                                                                            if x0.size else 1.0))
+                  for c in cands)
+    net_reml = {c.reml for c in cands if c.network}
+    any_reml = True in net_reml
+    if refit is None:
+        use_ml = not (same_fe and net_reml <= {True} and any_reml)
+    elif refit:
+        use_ml = True
+    else:
+        if any_reml and (not same_fe or False in net_reml):
+            raise ValueError("REML log-likelihoods of models with different fixed effects (or "
+                             "mixed REML/ML fits) are not comparable; use refit=None or True")
+        use_ml = not any_reml
+    if use_ml and any_reml:
+        refitted = [c.name for c in cands if c.network and c.reml]
+        msg = "refitting model(s) with ML (instead of REML): " + ", ".join(refitted)
+        warnings.warn(msg, MLRefitWarning, stacklevel=3)  # anova's caller
+        notes.append(msg)
+        for c in cands:
+            if c.network and c.reml:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BoundaryFitWarning)
+                    warnings.simplefilter("ignore", InterpolationWarning)
+                    c.obj = c.obj.model.fit(reml=False, t_method="ml")
+                c.reml = False
+                c.network_llf = float(c.obj.llf)
+                c.profile = c.obj.likelihood_profile
+    return not use_ml
+
+
+@dataclass(repr=False)
+class AnovaResults:
+    """R-style comparison table returned by :func:`anova`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per model (sorted by number of parameters): ``Df``, ``AIC``,
+        ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Chi Df``, ``Pr(>Chisq)``;
+        each row from the second is compared with the row above it (NaN where
+        no p-value is defined, with the reason in ``notes``).
+    tests : dict
+        ``{(smaller, larger): TestResult}`` for each consecutive pair.
+    models : dict
+        Model name -> description.
+    notes : list of str
+        Refits, criteria, how each p-value was obtained.
+    criterion : str
+        ``"REML"`` or ``"ML"``.
+    """
+
+    table: pd.DataFrame
+    tests: dict
+    models: dict
+    notes: list
+    criterion: str
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.table[key]
+
+    def _table_str(self) -> str:
+        t = self.table.copy()
+        fmt = {"AIC": "{:.2f}", "BIC": "{:.2f}", "logLik": "{:.3f}", "deviance": "{:.3f}",
+               "Chisq": "{:.4f}", "Pr(>Chisq)": "{:.4g}"}
+        for col, f in fmt.items():
+            t[col] = [("" if pd.isna(v) else f.format(v)) for v in t[col]]
+        for col in ("Df", "Chi Df"):
+            t[col] = ["" if pd.isna(v) else f"{int(v)}" for v in t[col]]
+        return t.to_string()
+
+    def __str__(self) -> str:
+        lines = ["Models:"] + [f"{k}: {v}" for k, v in self.models.items()]
+        lines += [self._table_str()]
+        lines += self.notes
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        models = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>"
+                         for k, v in self.models.items())
+        notes = "".join(f"<li>{html.escape(s)}</li>" for s in self.notes)
+        return (f"<div><b>Models</b><ul>{models}</ul>{self.table.to_html(na_rep='')}"
+                f"<ul>{notes}</ul></div>")
+
+
+def anova(*models: Any, names: Sequence[str] | None = None, null: str = "simulate",
+          nsim: int = 10_000, seed: Any = None, refit: bool | None = None) -> AnovaResults:
+    """Compare fitted models with likelihood-ratio tests (R's ``anova`` for mixed models).
+
+    Parameters
+    ----------
+    *models : MixedLMNTKResults or statsmodels OLS results
+        Models fit to the same rows and response.  A plain linear model
+        (statsmodels ``OLS`` results, e.g. ``res.null_fit()`` or
+        ``smf.ols(formula, df).fit()``) is the no-network model, ``t = 0``; for a
+        network model with an offset f0 the comparable OLS is fit to ``y - f0``.
+    names : sequence of str, optional
+        Row labels (default ``model1, model2, ...`` in the order given).
+    null : {"simulate", "mixture"}
+        Null distribution for boundary comparisons (network vs no network,
+        ``t = 0`` on the boundary): the exact simulated null (default) or the
+        asymptotic 50:50 mixture ``0.5 chi2_d + 0.5 chi2_{d+1}`` (d = number of
+        extra fixed effects).  Never a naive chi-square.
+    nsim, seed
+        Simulations for ``null="simulate"``.
+    refit : bool, optional
+        ``None`` (default): compare REML criteria when every model has the same
+        fixed effects and every network model was fit by REML; otherwise refit the
+        REML network models by ML, with an :class:`MLRefitWarning` ("refitting
+        model(s) with ML (instead of REML)").  ``True`` always compares ML fits;
+        ``False`` never refits (an error if REML fits with different fixed effects
+        would have to be compared).
+
+    Returns
+    -------
+    AnovaResults
+        ``table`` sorted by the number of parameters (``Df``); each row from the
+        second is compared with the row above.  Nested pairs get ``Chisq``,
+        ``Chi Df`` and ``Pr(>Chisq)``: a boundary null for network vs no
+        network, chi-square(Chi Df) for nested fixed effects under the same
+        kernel.  Non-nested pairs (different architectures, non-nested designs)
+        get AIC/BIC only.
+
+    Raises
+    ------
+    ValueError
+        Models fit to different rows or different responses; fewer than one model.
+
+    Examples
+    --------
+    >>> import numpy as np, mixednn as mn
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(80, 2)); y = np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=80)
+    >>> res = mn.MixedLMNTK(y, np.ones((80, 1)), Z, network=mn.MLP(depth=2)).fit()
+    >>> tab = mn.anova(res.null_fit(), res, names=["ols", "ntk"], nsim=2000, seed=1)
+    >>> list(tab.table.columns)
+    ['Df', 'AIC', 'BIC', 'logLik', 'deviance', 'Chisq', 'Chi Df', 'Pr(>Chisq)']
+    """
+    if not models:
+        raise ValueError("anova needs at least one model")
+    if null not in ("simulate", "mixture"):
+        raise ValueError(f"null must be 'simulate' or 'mixture', got {null!r}")
+    if names is None:
+        names = [f"model{i + 1}" for i in range(len(models))]
+    names = [str(s) for s in names]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per model")
+    cands = [_candidate(m, s) for m, s in zip(models, names)]
+    _check_same_data(cands)
+    notes: list[str] = []
+    reml = _choose_criterion(cands, refit, notes)
+    crit = "REML" if reml else "ML"
+
+    order = sorted(range(len(cands)), key=lambda i: cands[i].npar)  # stable
+    cands = [cands[i] for i in order]
+    rows = []
+    tests: dict = {}
+    for pos, c in enumerate(cands):
+        ll = c.llf(reml)
+        k = c.npar
+        row = {"Df": k, "AIC": -2 * ll + 2 * k, "BIC": -2 * ll + k * math.log(c.nobs),
+               "logLik": ll, "deviance": -2 * ll, "Chisq": np.nan, "Chi Df": np.nan,
+               "Pr(>Chisq)": np.nan}
+        if pos > 0:
+            prev = cands[pos - 1]
+            test = _pair_test(prev, c, reml, null, nsim, seed)
+            tests[(prev.name, c.name)] = test
+            if test.valid:
+                row["Chisq"] = test.statistic
+                row["Chi Df"] = test.df
+                row["Pr(>Chisq)"] = test.pvalue
+            notes.append(f"{c.name} vs {prev.name}: "
+                         + (test.method if test.valid else f"no p-value: {test.reason}"))
+        rows.append(row)
+    table = pd.DataFrame(rows, index=[c.name for c in cands])
+    table["Df"] = table["Df"].astype(int)
+    notes.insert(0, f"Log-likelihoods: {crit}"
+                 + (" (same fixed effects in every model)" if reml else ""))
+    return AnovaResults(table, tests, {c.name: c.description for c in cands}, notes, crit)
+
+
+def _pair_test(small: _Candidate, big: _Candidate, reml: bool, null: str, nsim: int,
+               seed: Any) -> TestResult:
+    """Likelihood-ratio test of ``small`` (H0) within ``big``, or an InapplicableTest."""
+    title = f"LR test: {small.name} within {big.name}"
+    h0 = f"{small.name} ({small.description})"
+    if big.npar == small.npar:
+        return InapplicableTest.because(title, h0, "same number of parameters (not nested)")
+    A = nesting_map(big.exog, small.exog)
+    if A is None:
+        return InapplicableTest.because(title, h0, "the fixed effects are not nested; "
+                                        "compare AIC/BIC")
+    d = big.k_fe - small.k_fe
+    stat = max(2.0 * (big.llf(reml) - small.llf(reml)), 0.0)
+    if not small.network and not big.network:
+        p = float(stats.chi2.sf(stat, d))
+        return TestResult(stat, p, f"chi-square({d})", h0, f"chi2_{d}", name=title, df=d)
+    if small.network and big.network:
+        if not _same_kernel(small.obj, big.obj):
+            return InapplicableTest.because(title, h0, "different networks/kernels (not "
+                                            "nested); compare AIC/BIC")
+        p = float(stats.chi2.sf(stat, d))
+        return TestResult(stat, p, f"chi-square({d}), same kernel, nested fixed effects",
+                          h0, f"chi2_{d}", name=title, df=d)
+    if small.network and not big.network:
+        return InapplicableTest.because(title, h0, "the smaller model has a network and the "
+                                        "larger does not (not nested); compare AIC/BIC")
+    # boundary: no network (t = 0) within a network model
+    res = big.obj
+    if null == "mixture":
+        p = mixture_sf(stat, d)
+        dist = f"0.5 chi2_{d} + 0.5 chi2_{d + 1}"
+        return TestResult(stat, p, f"boundary (t = 0): asymptotic mixture {dist}", h0, dist,
+                          name=title, df=d + 1)
+    draws = simulate_lr_null(res, nsim, seed, reml=reml,
+                             nested_exog=None if d == 0 else small.exog, profile=big.profile)
+    p, se = simulated_pvalue(stat, draws)
+    return TestResult(stat, p, f"boundary (t = 0): simulated exact null ({nsim:,} draws)", h0,
+                      f"finite-sample null of the {'RLRT' if reml else 'LRT'} (simulated)",
+                      name=title, df=d + 1,
+                      details={"Monte Carlo s.e. of p": se,
+                               "mixture p-value": mixture_sf(stat, d)})
+
+
+def compare_lr_test(res: Any, other: Any, *, null: str = "simulate", nsim: int = 10_000,
+                    seed: Any = None, refit: bool | None = None) -> TestResult:
+    """Likelihood-ratio test between two nested models (either order).
+
+    The same rules as :func:`anova` for two models: the smaller model (fewer
+    parameters) is the null; ML refits when the fixed effects differ; the
+    boundary null for network vs no network.  Returns an
+    :class:`InapplicableTest` for non-nested models.
+
+    Parameters
+    ----------
+    res, other : MixedLMNTKResults or statsmodels OLS results
+    null, nsim, seed, refit
+        As in :func:`anova`.
+
+    Returns
+    -------
+    TestResult
+    """
+    tab = anova(res, other, names=["self", "other"], null=null, nsim=nsim, seed=seed,
+                refit=refit)
+    return next(iter(tab.tests.values()))
+
+
+def ols_null(res: FitResults) -> Any:
+    """The no-network null of a fitted model: statsmodels OLS of ``y - f0`` on ``X``.
+
+    Same rows, column names and row labels as the network model, so that
+    :func:`anova` accepts the pair.  Its ML log-likelihood equals the network
+    model's profiled ML criterion at ``t = 0``.
+
+    Parameters
+    ----------
+    res : MixedLMNTKResults
+
+    Returns
+    -------
+    statsmodels.regression.linear_model.RegressionResultsWrapper
+    """
+    import statsmodels.api as sm
+
+    m = res.model
+    if m.k_fe == 0:
+        raise ValueError("the model has no fixed effects, so its t = 0 null has no OLS form; "
+                         "use res.lr_test() or res.score_test() for H0: t = 0")
+    d = m.data
+    idx = d.row_labels if d.row_labels is not None else pd.RangeIndex(m.nobs)
+    y = pd.Series(m.endog - m.offset, index=idx, name=d.endog_name)
+    X = pd.DataFrame(m.exog, index=idx, columns=m.exog_names)
+    return sm.OLS(y, X).fit()

@@ -1,0 +1,255 @@
+"""Where t is chosen: :func:`choose_t`, the one function that decides the training time.
+
+Every fit goes through :func:`choose_t` once.  It runs the rule asked for (the default
+rule of :mod:`mixednn.autotime`, a named rule of :mod:`mixednn.stopping`, or free
+leading modes of :mod:`mixednn.freemodes`), and returns a frozen :class:`TimeChoice`
+that records everything later layers need: the chosen t and the rule, the search that
+found it, the likelihood's own maximum (for the likelihood-ratio tests, ``anova`` and
+the profile plot), the REML time of the plain kernel (shown beside another rule's t),
+the default rule's check, the free-mode split, the stopping diagnostic and the
+warnings to raise.  Results (:mod:`mixednn.results`) are built from it once; summary,
+plots, tests and training read it and never search again.
+
+Adding a rule: implement it as a criterion in :mod:`mixednn.stopping` (an object with
+``name``, ``value(t)`` and ``values(ts)``), add its name to ``T_METHODS`` and its
+construction to :func:`mixednn.stopping.make_criterion`; :func:`choose_t` picks it up.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .autotime import AUTO_OPTIONS, AutoCheck, auto_time
+from .exceptions import BoundaryFitWarning, InterpolationWarning
+from .freemodes import FreeModes, free_mode_smoother, free_mode_split, select_free_modes
+from .profile import SpectralProfile, TimeEstimate
+from .smoother import SmootherData
+from .stopping import (LIKELIHOOD_RULES, StoppingDiagnostic, check_rule, choose_time, diagnose,
+                       residual_df_ok)
+
+__all__ = ["TimeChoice", "choose_t", "RULE_NAMES", "emit_warnings"]
+
+#: Display names of the rules (summary, plots, command line).
+RULE_NAMES = {"reml": "REML", "ml": "ML", "gcv": "GCV", "cp": "Cp/SURE", "loo": "leave-one-out",
+              "kfold": "K-fold CV"}
+
+
+@dataclass(frozen=True)
+class TimeChoice:
+    """The training time of one fit and how it was chosen (frozen).
+
+    Attributes
+    ----------
+    t : float
+        The chosen training time.
+    rule : str
+        The rule that chose it: ``"reml"``, ``"ml"``, ``"gcv"``, ``"cp"``, ``"loo"`` or
+        ``"kfold"`` (with free modes: the rule on the remaining spectrum).
+    reml : bool
+        The likelihood behind s2, the log-likelihood and the SEs (REML or ML).
+    estimate : TimeEstimate
+        The search that chose t, on :attr:`profile`.
+    profile : SpectralProfile
+        The profile t was chosen on: the model's, or with free modes the rest of the
+        spectrum.
+    likelihood : TimeEstimate
+        The REML (or ML) maximum on :attr:`profile` (the same object as ``estimate``
+        when the likelihood chose t): what the likelihood-ratio test of t = 0 uses.
+    plain_likelihood : TimeEstimate
+        The REML (or ML) maximum of the plain kernel (no free modes): what ``anova``
+        compares.
+    t_reml : float
+        The REML time of the plain kernel, shown beside another rule's t.
+    check : AutoCheck or None
+        What the default rule's check found (``t_method="auto"``), else None.
+    free_modes : FreeModes or None
+        The split into free leading modes and the rest, when there are free modes.
+    free_modes_table : pandas.DataFrame or None
+        The comparison across k (``free_modes="auto"``).
+    k_rule : str or None
+        The rule that chose k (``free_modes="auto"``).
+    diagnostic : StoppingDiagnostic or None
+        Do REML and GCV agree, and does the decorrelation hold in the leading modes?
+    warnings : tuple of (Warning class, str)
+        The warnings the fit raises (at the user's line).
+    """
+
+    t: float
+    rule: str
+    reml: bool
+    estimate: TimeEstimate
+    profile: SpectralProfile = field(repr=False)
+    likelihood: TimeEstimate = field(repr=False)
+    plain_likelihood: TimeEstimate = field(repr=False)
+    t_reml: float
+    check: AutoCheck | None = None
+    free_modes: FreeModes | None = field(default=None, repr=False)
+    free_modes_table: pd.DataFrame | None = field(default=None, repr=False)
+    k_rule: str | None = None
+    diagnostic: StoppingDiagnostic | None = field(default=None, repr=False)
+    warnings: tuple = ()
+
+    @property
+    def k(self) -> int:
+        """Number of free leading modes (0 for the plain model)."""
+        return 0 if self.free_modes is None else int(self.free_modes.k)
+
+    @property
+    def by_likelihood(self) -> bool:
+        """True when the likelihood chose t (so t has an SE and a profile interval)."""
+        return self.rule in LIKELIHOOD_RULES
+
+    @property
+    def rule_name(self) -> str:
+        """The rule for a reader: ``"REML"``, ``"GCV"``, ``"REML, 3 free modes"``, ..."""
+        out = RULE_NAMES.get(self.rule, self.rule)
+        return out + (f", {self.k} free modes" if self.k else "")
+
+
+def emit_warnings(choice: TimeChoice, stacklevel: int) -> None:
+    """Raise the warnings recorded in ``choice`` (``stacklevel`` counted from the caller)."""
+    for category, message in choice.warnings:
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+def _search_warnings(est: TimeEstimate) -> list[tuple[type, str]]:
+    if est.boundary:
+        return [(BoundaryFitWarning, est.message)]
+    if est.at_upper:
+        return [(InterpolationWarning, est.message)]
+    return []
+
+
+def _near_interpolation(data: SmootherData, est: TimeEstimate) -> list[tuple[type, str]]:
+    """Prediction-error rules can run to (near) interpolation, where predictions at new
+    points are unstable: say so when fewer than max(2, n/100) residual df are left."""
+    if est.criterion in LIKELIHOOD_RULES or est.at_upper or est.boundary:
+        return []
+    trM = data.parts(est.t)["trM"]
+    if residual_df_ok(data, trM):
+        return []
+    return [(InterpolationWarning,
+             f"{est.criterion} chose a nearly interpolating fit (residual df tr(I - H) = "
+             f"{trM:.3g} of n = {data.nobs}); predictions at new points may be unstable: "
+             "compare t_method='reml' or 'loo'")]
+
+
+def _diagnostic(data: SmootherData, reml: bool) -> StoppingDiagnostic | None:
+    try:
+        return diagnose(data, reml=reml)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
+def _check_free_modes(free_modes: Any) -> Any:
+    if free_modes is None or (not isinstance(free_modes, str) and free_modes == 0):
+        return 0
+    if isinstance(free_modes, str):
+        if free_modes != "auto":
+            raise ValueError(f"free_modes must be a non-negative integer or 'auto', "
+                             f"got {free_modes!r}")
+        return free_modes
+    if isinstance(free_modes, bool) or not isinstance(free_modes, (int, np.integer)) \
+            or free_modes < 0:
+        raise ValueError(f"free_modes must be a non-negative integer or 'auto', got {free_modes!r}")
+    return int(free_modes)
+
+
+def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
+             free_modes: Any = 0, t_options: dict | None = None) -> TimeChoice:
+    """Choose the training time of a fit: the one place where t is decided.
+
+    Parameters
+    ----------
+    data : SmootherData
+        The model's rotated data (:meth:`SmootherData.from_model`): the profile, and the
+        eigenvectors on demand for leave-one-out, K-fold and free modes.
+    reml : bool
+        REML (True) or ML: the likelihood behind s2 and the log-likelihood.
+    t_method : {None, "auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}
+        ``None``/``"auto"``: the default rule (:func:`mixednn.autotime.auto_time`; with
+        free modes, the likelihood on the rest).  Otherwise the named rule.
+    free_modes : int or "auto"
+        Number of free leading modes (0: the plain model).
+    t_options : dict, optional
+        Options of the rule (see :meth:`mixednn.MixedLMNTK.fit`).
+
+    Returns
+    -------
+    TimeChoice
+    """
+    if not isinstance(reml, (bool, np.bool_)):
+        raise TypeError(f"reml must be True (REML) or False (ML), got {reml!r}")
+    reml = bool(reml)
+    free_modes = _check_free_modes(free_modes)
+    options = dict(t_options or {})
+    auto = t_method is None or (isinstance(t_method, str) and t_method.lower() == "auto")
+    lik = "reml" if reml else "ml"
+    plain = data.profile
+    if free_modes == 0 and auto:
+        return _choose_auto(data, reml, options)
+    rule = lik if auto else check_rule(t_method)
+    if free_modes != 0:
+        return _choose_free_modes(data, reml, rule, free_modes, options)
+    est = choose_time(data, rule, reml, **options)
+    likelihood = est if rule == lik else plain.maximize(reml)
+    t_reml = est.t if rule == "reml" else (likelihood.t if reml else plain.maximize(True).t)
+    return TimeChoice(t=est.t, rule=rule, reml=reml, estimate=est, profile=plain,
+                      likelihood=likelihood, plain_likelihood=likelihood, t_reml=t_reml,
+                      diagnostic=_diagnostic(data, reml),
+                      warnings=tuple(_search_warnings(est) + _near_interpolation(data, est)))
+
+
+def _choose_auto(data: SmootherData, reml: bool, options: dict) -> TimeChoice:
+    bad = set(options) - set(AUTO_OPTIONS)
+    if bad:
+        raise TypeError(f"unknown option(s) for t_method='auto': {sorted(bad)}; valid: "
+                        + ", ".join(AUTO_OPTIONS))
+    est, check = auto_time(data, reml, **options)
+    plain = data.profile
+    if check.rule == "free_modes":
+        # REML rejected and GCV's own time unusable: REML with free leading modes
+        free = _choose_free_modes(data, True, "reml", "auto", {})
+        return TimeChoice(**{**free.__dict__, "check": check})
+    likelihood = est if check.rule in LIKELIHOOD_RULES else plain.maximize(reml)
+    t_reml = likelihood.t if reml else plain.maximize(True).t
+    return TimeChoice(t=est.t, rule=est.criterion, reml=reml, estimate=est, profile=plain,
+                      likelihood=likelihood, plain_likelihood=likelihood, t_reml=t_reml,
+                      check=check, diagnostic=None if check.switched else _diagnostic(data, reml),
+                      warnings=tuple(_search_warnings(est)))
+
+
+def _choose_free_modes(data: SmootherData, reml: bool, rule: str, free_modes: Any,
+                       options: dict) -> TimeChoice:
+    k_rule = options.pop("k_rule", "gcv")
+    candidates = options.pop("k_candidates", None)
+    if data.profile.rest_gram is not None:
+        raise NotImplementedError("free modes need a full eigendecomposition of K; this model "
+                                  "has a low-rank basis")
+    if not reml or rule == "ml":
+        raise NotImplementedError(
+            "free modes are fitted by REML on the remaining spectrum: the ML of the augmented "
+            "model keeps the free rows' variance s2 exp(t lam_j) with zero residual, which drives "
+            "the ML time to 0 (see mixednn.freemodes); use reml=True with t_method='reml', "
+            "'gcv', 'cp', 'loo' or 'kfold'")
+    table = None
+    if free_modes == "auto":
+        k, table = select_free_modes(data, candidates, k_rule=k_rule)
+    else:
+        k = free_modes
+    fm = free_mode_split(data, k)
+    sub = free_mode_smoother(data, fm)
+    est = choose_time(sub, rule, True, **options)
+    likelihood = est if rule == "reml" else fm.profile.maximize(True)
+    plain = data.profile.maximize(True)
+    return TimeChoice(t=est.t, rule=rule, reml=True, estimate=est, profile=fm.profile,
+                      likelihood=likelihood, plain_likelihood=plain, t_reml=plain.t,
+                      free_modes=fm, free_modes_table=table,
+                      k_rule=k_rule if table is not None else None,
+                      diagnostic=_diagnostic(sub, True),
+                      warnings=tuple(_search_warnings(est) + _near_interpolation(sub, est)))
