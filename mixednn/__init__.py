@@ -25,6 +25,7 @@ _LAZY = {
     "BoundaryFitWarning": ("mixednn.exceptions", "BoundaryFitWarning"),
     "InterpolationWarning": ("mixednn.exceptions", "InterpolationWarning"),
     "KernelClippedWarning": ("mixednn.exceptions", "KernelClippedWarning"),
+    "DegenerateFitWarning": ("mixednn.exceptions", "DegenerateFitWarning"),
     "MLRefitWarning": ("mixednn.exceptions", "MLRefitWarning"),
     "anova": ("mixednn.comparison", "anova"),
     "TimeChoice": ("mixednn.timechoice", "TimeChoice"),

@@ -60,7 +60,7 @@ import numpy as np
 
 from .profile import SpectralProfile, TimeEstimate
 from .smoother import SmootherData
-from .stopping import choose_time, leaves_residual_df
+from .stopping import GCV, choose_time, leaves_residual_df
 
 __all__ = ["AutoCheck", "excess_statistic", "null_draws", "auto_time", "AUTO_OPTIONS",
            "AUTO_ALPHA", "AUTO_NSIM", "AUTO_MIN_EXCESS", "GRAM_MAX"]
@@ -80,6 +80,9 @@ _LEARNED = 30.0
 #: Largest m p^2 for which the per-direction outer products x_i x_i^T are stacked (one
 #: matrix product gives X~^T W X~ on the whole grid); above it, one product per t.
 GRAM_MAX = 20_000_000
+#: GCV's minimum below this fraction of its value at t = 0: the residuals vanish (a
+#: degenerate fit), so GCV's own time is not used.
+_DEGENERATE = 1e-10
 #: Grid points where X~^T W X~ is this close to singular are left out of the check.
 _MIN_RCOND = 1e-10
 
@@ -304,7 +307,7 @@ def auto_time(data: SmootherData, reml: bool = True, *, alpha: float = AUTO_ALPH
     if ex_obs <= 0:
         return keep(f"GCV does not prefer a longer time than {lik.upper()}")
     if ex_obs <= min_excess:
-        return keep(f"GCV's excess at {lik.upper()}'s t is {100 * ex_obs:.1f}%, at most "
+        return keep(f"GCV's excess at {lik.upper()}'s t is {100 * ex_obs:.3g}%, at most "
                     f"{100 * min_excess:g}%", ex=ex_obs, pv=math.nan)
     rng = np.random.default_rng(seed)
     Y, rest = null_draws(prof, est.t, int(nsim), rng, n_out)
@@ -312,10 +315,10 @@ def auto_time(data: SmootherData, reml: bool = True, *, alpha: float = AUTO_ALPH
     pv = float((1 + np.sum(ex_null >= ex_obs)) / (nsim + 1))
     gcv = choose_time(data, "gcv", reml, **ppd)
     if pv > alpha:
-        return keep(f"GCV's excess at {lik.upper()}'s t ({100 * ex_obs:.1f}%) is within what "
+        return keep(f"GCV's excess at {lik.upper()}'s t ({100 * ex_obs:.3g}%) is within what "
                     f"the model explains (p = {pv:.2g})", gcv.t, ex_obs, pv)
     rejected = (f"{lik.upper()}'s t = {est.t:.4g} rejected for prediction: GCV's error there "
-                f"is {100 * ex_obs:.1f}% above its minimum, more than the model explains "
+                f"is {100 * ex_obs:.3g}% above its minimum, more than the model explains "
                 f"(parametric bootstrap p = {pv:.2g}, {nsim} draws)")
     pos = lam[lam > lam_max * lam.shape[0] * np.finfo(float).eps] if lam_max > 0 else lam[:0]
     why = None
@@ -324,6 +327,11 @@ def auto_time(data: SmootherData, reml: bool = True, *, alpha: float = AUTO_ALPH
         why = "keeps falling until every direction is learned (t not identified)"
     elif not leaves_residual_df(data, gcv):
         why = "nearly interpolates"
+    elif not gcv.value > _DEGENERATE * GCV(data).value(0.0):
+        # a degenerate criterion: free modes would reproduce the responses as well
+        return keep(f"{rejected}; GCV's own t drives the residuals to zero (rows duplicated "
+                    f"with identical responses, or a kernel that interpolates), so "
+                    f"{lik.upper()}'s t is kept", gcv.t, ex_obs, pv)
     if why is None:
         return gcv, AutoCheck("gcv", est.t, est.llf, gcv.t, ex_obs, pv, int(nsim),
                               float(alpha), rejected + "; t by GCV")

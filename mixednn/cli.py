@@ -201,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--weight-std", type=float, default=1.0)
     fit.add_argument("--bias-std", type=float, default=0.0)
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    fit.add_argument("--t-method", default="auto",
+    fit.add_argument("--t-method", default=None,
                      choices=("auto", "reml", "ml", "gcv", "cp", "loo", "kfold"),
-                     help="rule for the training time t (default: auto = the likelihood's t "
-                          "unless a calibrated check rejects it for prediction, then GCV)")
+                     help="rule for the training time t (default: the likelihood's t, with a "
+                          "prediction check as a diagnostic; auto = let that check replace it "
+                          "by GCV's t)")
     fit.add_argument("--json", action="store_true", help="print results as JSON")
     fit.set_defaults(func=_fit)
     ds = sub.add_parser("datasets", help="list the bundled datasets")

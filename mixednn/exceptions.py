@@ -6,8 +6,8 @@ mn.BoundaryFitWarning)``); they are re-exported from the top-level package.
 
 from __future__ import annotations
 
-__all__ = ["BoundaryFitWarning", "InterpolationWarning", "KernelClippedWarning",
-           "MLRefitWarning", "KernelMemoryError"]
+__all__ = ["BoundaryFitWarning", "InterpolationWarning", "DegenerateFitWarning",
+           "KernelClippedWarning", "MLRefitWarning", "KernelMemoryError"]
 
 
 class BoundaryFitWarning(UserWarning):
@@ -16,6 +16,11 @@ class BoundaryFitWarning(UserWarning):
 
 class InterpolationWarning(UserWarning):
     """t ran to the upper end of the search: the fit interpolates the data."""
+
+
+class DegenerateFitWarning(UserWarning):
+    """The residual variance vanishes at the chosen t (an unbounded or nearly unbounded
+    likelihood: duplicated rows with identical responses, or an interpolating fit)."""
 
 
 class KernelClippedWarning(UserWarning):

@@ -1,6 +1,6 @@
 """Free leading modes: the k leading NTK eigen-directions as unpenalised fixed effects.
 
-An extension beyond the paper (``docs/model.md``), motivated by real data on which the
+An extension beyond the method paper (``docs/model.md`` section 6.3), motivated by real data on which the
 REML time is far too short (``docs/stopping.md``).
 
 The model

@@ -1,4 +1,4 @@
-"""Feature-space fits: ``K = Phi Phi^T`` with Phi n x m (model.md section 2, low-rank kernels).
+"""Feature-space fits: ``K = Phi Phi^T`` with Phi n x m (``docs/model.md`` sections 2.6 and 7).
 
 This module owns what a feature-space fit does with a feature map
 (:mod:`mixednn.features`): the sufficient statistics (:class:`FeatureStats`,

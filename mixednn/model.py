@@ -71,7 +71,7 @@ class MixedLMNTK:
     decomposition : {"auto", "eigh", "tridiagonal"}
         How K is decomposed (see :func:`mixednn.spectral.decompose`).
     low_rank : int, "exact" or FeatureMap, optional
-        Fit in feature space, ``K = Phi Phi^T`` (model.md section 2): memory
+        Fit in feature space, ``K = Phi Phi^T`` (docs/model.md section 7): memory
         O(m^2 + m p) whatever n, no n x n matrix.  An integer m uses Nystrom features
         of the kernel on m landmark rows (an approximation; the summary reports its
         trace error ``tr(K - K_m)``); ``"exact"`` uses the Jacobian of a finite network
@@ -359,18 +359,21 @@ class MixedLMNTK:
         reml : bool
             ``True`` for restricted maximum likelihood, ``False`` for ML: the
             likelihood behind s2, its log-likelihood and SEs.
-        t_method : {"auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
-            The rule that chooses t.  The default, ``"auto"``, is the likelihood's
-            time (REML, or ML with ``reml=False``) unless a parametric-bootstrap check
-            rejects it for prediction, in which case GCV chooses t (or, when GCV's own
-            time interpolates, REML with free leading modes) (:mod:`mixednn.autotime`;
-            under the model the likelihood's time stands with probability about 0.99,
-            and ``res.auto_check`` says what was found).
-            ``"reml"``/``"ml"`` always use the likelihood's time.  GCV, Mallows' Cp /
-            SURE, exact leave-one-out or K-fold CV of the fitted values all come from
-            the one decomposition (:mod:`mixednn.stopping`); beta and s2 are then the
-            GLS / REML (or ML) estimates at that t, and ``t_se`` and ``t_conf_int`` are
-            NaN.  With free modes, ``None``/``"auto"`` mean REML on the rest.
+        t_method : {None, "auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}, optional
+            The rule that chooses t.  The default (``None``) is the likelihood's time:
+            REML, or ML with ``reml=False`` -- one fit, one maximum, so ``llf``,
+            AIC/BIC, the profile interval of t, ``anova`` and the tests all refer to it.
+            A prediction check runs beside it as a diagnostic (``res.auto_check``: is
+            GCV's prediction error at the likelihood's t more than 5% above its minimum
+            and more than the model explains? :mod:`mixednn.autotime`); the summary
+            names the remedy when it objects.  ``"auto"`` lets that check act: GCV then
+            chooses t (or, when GCV's own time interpolates, REML with free leading
+            modes).  ``"reml"``/``"ml"`` are the likelihood's time without the check.
+            GCV, Mallows' Cp / SURE, exact leave-one-out or K-fold CV of the fitted
+            values all come from the one decomposition (:mod:`mixednn.stopping`); beta
+            and s2 are then the GLS / REML (or ML) estimates at that t, ``t_se`` and
+            ``t_conf_int`` are NaN, and the summary says the fit is not a likelihood
+            maximum.  With free modes, ``None``/``"auto"`` mean REML on the rest.
         free_modes : int or "auto"
             Number of leading NTK eigen-directions made unpenalised fixed effects
             (trained to convergence, ``t_j = inf``); t is fitted on the rest of the
@@ -378,7 +381,8 @@ class MixedLMNTK:
             extension beyond the paper).  0 (default) is the plain model.
         t_options : dict, optional
             Options of the rule: ``alpha``, ``nsim``, ``min_excess`` and ``seed``
-            (auto, :func:`mixednn.autotime.auto_time`), ``sigma2`` (Cp), ``folds`` and
+            (the prediction check of the default and of ``"auto"``,
+            :func:`mixednn.autotime.auto_time`), ``sigma2`` (Cp), ``folds`` and
             ``seed`` (K-fold), ``points_per_decade``; with ``free_modes="auto"``,
             ``k_rule`` and ``k_candidates`` (see
             :func:`mixednn.freemodes.select_free_modes`).
@@ -393,7 +397,7 @@ class MixedLMNTK:
         -----
         One decomposition of K, then a log-spaced grid over t, a bounded Brent
         refinement on log t, and an explicit comparison with the boundary t = 0; the
-        default rule's check adds simulated responses in the rotated basis (about
+        prediction check adds simulated responses in the rotated basis (about
         0.02-0.2 s).
         A maximum at t = 0 raises :class:`BoundaryFitWarning`; a maximum at the
         upper end of the search (interpolation) raises :class:`InterpolationWarning`.

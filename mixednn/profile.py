@@ -120,7 +120,7 @@ def log_grid(bounds: tuple[float, float], points_per_decade: int) -> np.ndarray:
 
 def search_log_t(value: Callable[[float], float], values: Callable[[np.ndarray], np.ndarray],
                  bounds: tuple[float, float], points_per_decade: int, *, xatol: float,
-                 maxiter: int, zero_wins_ties: bool,
+                 maxiter: int, zero_wins_ties: bool, tie_tolerance: float = 0.0,
                  polish: Callable[[float, float, float, float], tuple[float, float]] | None = None
                  ) -> SearchOutcome:
     """Minimise a function of the training time over ``t >= 0``.
@@ -143,8 +143,10 @@ def search_log_t(value: Callable[[float], float], values: Callable[[np.ndarray],
         Brent tolerance on log t and iteration cap.
     zero_wins_ties : bool
         Whether ``t = 0`` wins when its value equals the interior minimum (the
-        likelihood convention: no training unless it strictly helps... see
-        :meth:`SpectralProfile.maximize`).
+        likelihood convention: no training unless it strictly helps).
+    tie_tolerance : float
+        With ``zero_wins_ties``, an interior minimum less than this below the value at
+        ``t = 0`` counts as a tie (a gain within rounding is no gain).
     polish : callable, optional
         ``polish(t, v, a, b) -> (t, v)`` on the refined optimum (a, b in log t).
 
@@ -177,7 +179,7 @@ def search_log_t(value: Callable[[float], float], values: Callable[[np.ndarray],
         if polish is not None:
             t_hat, v_hat = polish(t_hat, v_hat, a, b)
     at_upper = i == m - 1
-    boundary = (v0 <= v_hat) if zero_wins_ties else not (v_hat < v0)
+    boundary = (v0 <= v_hat + tie_tolerance) if zero_wins_ties else not (v_hat < v0)
     if boundary:
         t_hat, v_hat = 0.0, v0
     return SearchOutcome(t_hat, v_hat, v0, bool(boundary), bool(at_upper and not boundary),
@@ -335,7 +337,7 @@ class SpectralProfile:
         ``dRSS/dt = -sum lam_i w_i r~_i^2`` and
         ``d log det(X~^T W X~)/dt = -tr((X~^T W X~)^{-1} X~^T Lam W X~)``.
         At t = 0 (REML) this is ``1/2 [r0^T K r0 / s2 - tr((I - H) K)]``
-        (``docs/model.md`` section 3).
+        (``docs/model.md`` eq. (8), section 2.3; the score test of section 3).
         """
         pt = self.point(t, reml)
         if not np.isfinite(pt.llf):
@@ -425,11 +427,14 @@ class SpectralProfile:
 
     def maximize(self, reml: bool = True, points_per_decade: int = 12) -> TimeEstimate:
         """Maximise the profiled criterion over t >= 0 (:func:`search_log_t`, then a root
-        of the analytic score)."""
+        of the analytic score).  A maximum less than ``1e-10 |l(0)|`` above ``l(0)`` is the
+        boundary t = 0 (its gain is rounding)."""
         bounds = self.search_bounds()
+        # a gain over t = 0 within rounding of the criterion is no gain: the boundary
+        tol = 1e-10 * max(1.0, abs(self.loglike(0.0, reml)))
         out = search_log_t(lambda t: -self.loglike(t, reml),
                            lambda ts: -self.loglike_grid(ts, reml), bounds, points_per_decade,
-                           xatol=1e-10, maxiter=500, zero_wins_ties=True,
+                           xatol=1e-10, maxiter=500, zero_wins_ties=True, tie_tolerance=tol,
                            polish=lambda t, v, a, b: self._polish(t, v, a, b, reml))
         message = ""
         if out.boundary:

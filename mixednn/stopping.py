@@ -28,9 +28,9 @@ The rules (each minimised over t >= 0 by :meth:`SpectralProfile.minimize_criteri
 Diagnostic
 ----------
 :func:`diagnose` flags fits where REML is not to be trusted blindly: rules that
-disagree by more than a factor of 3 in t, or leading eigen-directions whose
+disagree by more than a factor of 2.5 in t, or leading eigen-directions whose
 standardised spectral losses ``w_i r~_i^2 / s2`` are far from their expectation 1
-(the decorrelation of ``docs/model.md`` fails where it matters most).
+(the decorrelation of ``docs/model.md`` section 2.3 fails where it matters most).
 
 References
 ----------
@@ -354,8 +354,9 @@ def leaves_residual_df(data: SmootherData, est: TimeEstimate) -> bool:
 
 
 def residual_df_ok(data: SmootherData, trM: float) -> bool:
-    """False when ``tr M_t = trM`` leaves fewer than ``max(2, n/100)`` residual df."""
-    return not (np.isfinite(trM) and trM < max(2.0, 0.01 * data.nobs))
+    """False when ``tr M_t = trM`` leaves fewer than ``max(2, n/100)`` residual df, or
+    when it cannot be computed (NaN: the fixed effects are not identified at that t)."""
+    return bool(np.isfinite(trM) and trM >= max(2.0, 0.01 * data.nobs))
 
 
 # ------------------------------------------------------------------------ comparing rules

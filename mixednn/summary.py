@@ -38,17 +38,20 @@ def build_summary(res: FitResults, alpha: float = 0.05) -> Summary:
 
 
 def _header(res: FitResults) -> dict[str, str]:
+    choice = res.time_choice
+    # a fit whose t another rule chose is not a likelihood maximum: say so where it shows
+    at = "" if choice.by_likelihood else f", t by {choice.rule_name}"
     return {
         "Model:": "MixedLMNTK",
-        "Method:": res.method,
+        "Method:": res.method + at,
         "Dependent Variable:": res.model.data.endog_name,
         "No. Observations:": str(res.nobs),
         "Rows dropped (missing):": str(res.model.data.n_dropped),
         "No. fixed effects:": str(res.k_fe),
         "Log-Likelihood:": f"{res.llf:.4f}",
         "Converged:": "Yes" if res.converged else "No",
-        f"AIC ({res.method}):": f"{res.aic:.4f}",
-        f"BIC ({res.method}):": f"{res.bic:.4f}",
+        f"AIC ({res.method}{' at that t' if at else ''}):": f"{res.aic:.4f}",
+        f"BIC ({res.method}{' at that t' if at else ''}):": f"{res.bic:.4f}",
         "Scale (s2):": f"{res.scale:.4f}",
         "Decomposition:": res.model.basis.kind,
     }
@@ -130,17 +133,25 @@ def _notes(res: FitResults) -> list[str]:
 
 
 def _rule_check_line(res: FitResults) -> str | None:
-    """What the default rule's check did (when it switched rule), else the stopping
-    diagnostic's message, if any."""
+    """What the prediction check did (the checked rule switched) or found (as the default
+    fit's diagnostic), else the stopping diagnostic's message, if any."""
     choice = res.time_choice
     check = choice.check
-    if check is not None and check.switched:
-        # the default rule already acted on what the diagnostic would say
-        return (f"Default rule (t_method='auto'): {check.reason}. The log-likelihood "
-                f"and AIC/BIC above belong to this fit; the {res.method} maximum of the "
-                f"plain model is {check.llf_likelihood:.4f} at t = "
-                f"{check.t_likelihood:.4g} (fit(t_method='{res.method.lower()}'), which "
-                "mn.anova uses).")
+    if choice.check_acted:
+        # the checked rule already acted on what the diagnostic would say
+        return (f"Checked rule (t_method='auto'): {check.reason}. The log-likelihood "
+                f"and AIC/BIC above are not a likelihood maximum; the {res.method} maximum "
+                f"of the plain model is {check.llf_likelihood:.4f} at t = "
+                f"{check.t_likelihood:.4g} (the default fit(), which mn.anova uses).")
+    if choice.check_objects:
+        lik = res.method
+        remedy = ("GCV's t = " f"{check.t_gcv:.4g}" if check.rule == "gcv"
+                  else "REML with free leading modes")
+        return (f"Prediction check: {lik}'s t predicts worse than the model explains: GCV's "
+                f"error at it is {100 * check.excess:.3g}% above its minimum (parametric "
+                f"bootstrap p = {check.pvalue:.2g}, {check.nsim} draws). The likelihood's t is "
+                f"kept; for prediction compare fit(t_method='auto') ({remedy}) or a richer "
+                "kernel by REML (mixednn.hyper.optimize_kernel).")
     diag = choice.diagnostic
     if diag is not None and diag.message:
         return diag.message

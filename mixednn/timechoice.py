@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .autotime import AUTO_OPTIONS, AutoCheck, auto_time
-from .exceptions import BoundaryFitWarning, InterpolationWarning
+from .exceptions import BoundaryFitWarning, DegenerateFitWarning, InterpolationWarning
 from .freemodes import FreeModes, free_mode_smoother, free_mode_split, select_free_modes
 from .profile import SpectralProfile, TimeEstimate
 from .smoother import SmootherData
@@ -93,6 +93,9 @@ class TimeChoice:
     k_rule: str | None = None
     diagnostic: StoppingDiagnostic | None = field(default=None, repr=False)
     warnings: tuple = ()
+    #: True when the check was allowed to replace the likelihood's t (``t_method="auto"``);
+    #: False when it is only a diagnostic (the default fit) or absent
+    check_acts: bool = False
 
     @property
     def k(self) -> int:
@@ -103,6 +106,16 @@ class TimeChoice:
     def by_likelihood(self) -> bool:
         """True when the likelihood chose t (so t has an SE and a profile interval)."""
         return self.rule in LIKELIHOOD_RULES
+
+    @property
+    def check_acted(self) -> bool:
+        """True when the checked rule replaced the likelihood's t (GCV or free modes)."""
+        return self.check_acts and self.check is not None and self.check.switched
+
+    @property
+    def check_objects(self) -> bool:
+        """True when the prediction check, run as a diagnostic, rejects the likelihood's t."""
+        return not self.check_acts and self.check is not None and self.check.switched
 
     @property
     def rule_name(self) -> str:
@@ -133,10 +146,38 @@ def _near_interpolation(data: SmootherData, est: TimeEstimate) -> list[tuple[typ
     trM = data.parts(est.t)["trM"]
     if residual_df_ok(data, trM):
         return []
+    if not np.isfinite(trM):
+        return [(InterpolationWarning,
+                 f"{est.criterion} chose t = {est.t:.4g}, where the fixed effects are not "
+                 "identified (X^T exp(-tK) X is singular: the network absorbs them); their "
+                 "estimates and predictions at new points are not meaningful: compare "
+                 "t_method='reml' or 'loo'")]
     return [(InterpolationWarning,
              f"{est.criterion} chose a nearly interpolating fit (residual df tr(I - H) = "
              f"{trM:.3g} of n = {data.nobs}); predictions at new points may be unstable: "
              "compare t_method='reml' or 'loo'")]
+
+
+#: s2 at the chosen t below this fraction of s2 at t = 0: the residuals vanish.
+DEGENERATE_SCALE = 1e-10
+
+
+def _degenerate(profile: SpectralProfile, est: TimeEstimate, reml: bool,
+                reference: SpectralProfile | None = None) -> list[tuple[type, str]]:
+    """An unbounded (or nearly unbounded) likelihood: s2 -> 0 at the chosen t (compared
+    with s2 of the plain model at t = 0, ``reference``)."""
+    if est.boundary:
+        return []
+    s_t = profile.point(est.t, reml).scale
+    s_0 = (reference or profile).point(0.0, reml).scale
+    if np.isfinite(s_t) and s_t > DEGENERATE_SCALE * s_0:
+        return []
+    return [(DegenerateFitWarning,
+             f"the residual variance vanishes at t = {est.t:.4g} (s2 = {s_t:.3g}, against "
+             f"{s_0:.3g} at t = 0): the fit reproduces the responses exactly, so the "
+             "likelihood is unbounded or nearly so and these estimates are not meaningful. "
+             "Usual causes: rows duplicated with identical responses (aggregate them, or "
+             "use their mean with weights), or a kernel that interpolates the data")]
 
 
 def _diagnostic(data: SmootherData, reml: bool) -> StoppingDiagnostic | None:
@@ -172,8 +213,12 @@ def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
     reml : bool
         REML (True) or ML: the likelihood behind s2 and the log-likelihood.
     t_method : {None, "auto", "reml", "ml", "gcv", "cp", "loo", "kfold"}
-        ``None``/``"auto"``: the default rule (:func:`mixednn.autotime.auto_time`; with
-        free modes, the likelihood on the rest).  Otherwise the named rule.
+        ``None`` (the default): the likelihood's t (REML, or ML with ``reml=False``), with
+        the prediction check of :func:`mixednn.autotime.auto_time` run as a diagnostic
+        (``TimeChoice.check``).  ``"auto"``: the checked rule, where the check may replace
+        the likelihood's t by GCV's (or by REML with free leading modes).  With free
+        modes, ``None``/``"auto"`` mean the likelihood on the rest.  Otherwise the named
+        rule.
     free_modes : int or "auto"
         Number of free leading modes (0: the plain model).
     t_options : dict, optional
@@ -191,6 +236,8 @@ def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
     auto = t_method is None or (isinstance(t_method, str) and t_method.lower() == "auto")
     lik = "reml" if reml else "ml"
     plain = data.profile
+    if free_modes == 0 and t_method is None:
+        return _choose_likelihood_checked(data, reml, options)
     if free_modes == 0 and auto:
         return _choose_auto(data, reml, options)
     rule = lik if auto else check_rule(t_method)
@@ -202,26 +249,49 @@ def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
     return TimeChoice(t=est.t, rule=rule, reml=reml, estimate=est, profile=plain,
                       likelihood=likelihood, plain_likelihood=likelihood, t_reml=t_reml,
                       diagnostic=_diagnostic(data, reml),
-                      warnings=tuple(_search_warnings(est) + _near_interpolation(data, est)))
+                      warnings=tuple(_search_warnings(est) + _near_interpolation(data, est)
+                                     + _degenerate(plain, est, reml)))
+
+
+def _check_auto_options(options: dict, what: str) -> None:
+    bad = set(options) - set(AUTO_OPTIONS)
+    if bad:
+        raise TypeError(f"unknown option(s) for {what}: {sorted(bad)}; valid: "
+                        + ", ".join(AUTO_OPTIONS))
+
+
+def _choose_likelihood_checked(data: SmootherData, reml: bool, options: dict) -> TimeChoice:
+    """The default: the likelihood's t, with the prediction check as a diagnostic."""
+    _check_auto_options(options, "the default fit (the prediction check)")
+    est, check = auto_time(data, reml, **options)
+    plain = data.profile
+    if check.rule == "gcv":  # the check would move to GCV: keep the likelihood's maximum
+        ppd = options.get("points_per_decade")
+        est = choose_time(data, "reml" if reml else "ml", reml,
+                          **({"points_per_decade": ppd} if ppd else {}))
+    t_reml = est.t if reml else plain.maximize(True).t
+    return TimeChoice(t=est.t, rule=est.criterion, reml=reml, estimate=est, profile=plain,
+                      likelihood=est, plain_likelihood=est, t_reml=t_reml, check=check,
+                      diagnostic=_diagnostic(data, reml),
+                      warnings=tuple(_search_warnings(est) + _degenerate(plain, est, reml)),
+                      check_acts=False)
 
 
 def _choose_auto(data: SmootherData, reml: bool, options: dict) -> TimeChoice:
-    bad = set(options) - set(AUTO_OPTIONS)
-    if bad:
-        raise TypeError(f"unknown option(s) for t_method='auto': {sorted(bad)}; valid: "
-                        + ", ".join(AUTO_OPTIONS))
+    _check_auto_options(options, "t_method='auto'")
     est, check = auto_time(data, reml, **options)
     plain = data.profile
     if check.rule == "free_modes":
         # REML rejected and GCV's own time unusable: REML with free leading modes
         free = _choose_free_modes(data, True, "reml", "auto", {})
-        return TimeChoice(**{**free.__dict__, "check": check})
+        return TimeChoice(**{**free.__dict__, "check": check, "check_acts": True})
     likelihood = est if check.rule in LIKELIHOOD_RULES else plain.maximize(reml)
     t_reml = likelihood.t if reml else plain.maximize(True).t
     return TimeChoice(t=est.t, rule=est.criterion, reml=reml, estimate=est, profile=plain,
                       likelihood=likelihood, plain_likelihood=likelihood, t_reml=t_reml,
                       check=check, diagnostic=None if check.switched else _diagnostic(data, reml),
-                      warnings=tuple(_search_warnings(est)))
+                      warnings=tuple(_search_warnings(est) + _degenerate(plain, est, reml)),
+                      check_acts=True)
 
 
 def _choose_free_modes(data: SmootherData, reml: bool, rule: str, free_modes: Any,
@@ -252,4 +322,5 @@ def _choose_free_modes(data: SmootherData, reml: bool, rule: str, free_modes: An
                       free_modes=fm, free_modes_table=table,
                       k_rule=k_rule if table is not None else None,
                       diagnostic=_diagnostic(sub, True),
-                      warnings=tuple(_search_warnings(est) + _near_interpolation(sub, est)))
+                      warnings=tuple(_search_warnings(est) + _near_interpolation(sub, est)
+                                     + _degenerate(fm.profile, est, True, data.profile)))

@@ -18,9 +18,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("1 data and kernels", [
         "mixednn.rows", "mixednn.formula", "mixednn.partitions", "mixednn.streaming",
         "mixednn.datasets.loaders", "mixednn.datasets",
-        "mixednn.kernels.activations", "mixednn.kernels.source", "mixednn.kernels.analytic",
-        "mixednn.kernels.torch_mlp", "mixednn.kernels.empirical", "mixednn.kernels.resolve",
-        "mixednn.kernels"]),
+        "mixednn.kernels.activations", "mixednn.kernels.source", "mixednn.kernels.dual",
+        "mixednn.kernels.quadrature", "mixednn.kernels.recursion", "mixednn.kernels.analytic",
+        "mixednn.kernels.torch_mlp", "mixednn.kernels.ntk_engine", "mixednn.kernels.ntk_blocks",
+        "mixednn.kernels.empirical", "mixednn.kernels.resolve", "mixednn.kernels"]),
     ("2 likelihood", ["mixednn.profile"]),
     ("3 bases", ["mixednn.spectral", "mixednn.features", "mixednn.lowrank"]),
     ("4 rules for t", ["mixednn.smoother", "mixednn.stopping", "mixednn.freemodes",
@@ -37,7 +38,8 @@ LAYERS: list[tuple[str, list[str]]] = [
 
 #: Modules that import torch at module level: the only package modules that may be
 #: imported inside a function (lazily, because torch is heavy), and only from above.
-HEAVY_MODULES = {"mixednn.kernels.empirical", "mixednn.kernels.torch_mlp"}
+HEAVY_MODULES = {"mixednn.kernels.empirical", "mixednn.kernels.torch_mlp",
+                 "mixednn.kernels.ntk_engine", "mixednn.kernels.ntk_blocks"}
 
 
 def module_name(path: Path, package_dir: Path = PACKAGE_DIR) -> str:

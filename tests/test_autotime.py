@@ -104,27 +104,47 @@ def test_simulated_outside_directions_have_the_noise_moments():
     assert np.all(YY >= np.sum(np.linalg.solve(np.linalg.cholesky(XX), XY) ** 2, axis=0) - 1e-8)
 
 
-def test_default_is_auto_and_keeps_reml_when_gcv_agrees():
+def test_checked_rule_keeps_reml_when_gcv_agrees():
     rng = np.random.default_rng(2)
     n = 120
     Z = rng.normal(size=(n, 2))
     y = np.sin(Z[:, 0]) + 0.8 * rng.normal(size=n)  # weak signal, noisy: no reason to move
     m = mn.MixedLMNTK(y, np.ones((n, 1)), Z, network=mn.MLP(depth=1))
-    res, reml = m.fit(), m.fit(t_method="reml")
+    res, reml = m.fit(t_method="auto"), m.fit(t_method="reml")
     assert isinstance(res.auto_check, AutoCheck) and reml.auto_check is None
     assert res.t_method == "reml" and not res.auto_check.switched
     assert res.t == reml.t and res.llf == reml.llf
     np.testing.assert_array_equal(res.params, reml.params)
     assert res.t_conf_int() == reml.t_conf_int()
-    assert m.fit(t_method="auto").t == res.t
+    assert m.fit().t == res.t
     text = str(res.summary())
-    assert "Training time t chosen by: REML" in text and "Default rule" not in text
+    assert "Training time t chosen by: REML" in text and "Checked rule" not in text
 
 
-def test_switches_to_gcv_when_reml_stops_far_too_early():
+def test_default_fit_is_the_likelihood_fit_with_the_check_as_a_diagnostic():
+    """One fit, one likelihood: fit() is REML whatever the check says; the check's verdict
+    is an attribute and a summary line that names the remedy."""
     y, Z = _sharp_data()
     m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
-    res = m.fit()
+    res, reml = m.fit(), m.fit(t_method="reml")
+    assert res.t_method == "reml" and res.t == reml.t and res.llf == reml.llf
+    assert res.aic == reml.aic and np.isfinite(res.t_se)
+    assert res.t_conf_int() == reml.t_conf_int()
+    chk = res.auto_check
+    assert chk.switched and chk.rule == "gcv" and chk.pvalue <= chk.alpha
+    assert res.time_choice.check_objects and not res.time_choice.check_acted
+    text = " ".join(str(res.summary()).split())
+    assert "Training time t chosen by: REML" in text and "Method: REML" in text
+    assert "Prediction check:" in text and "fit(t_method='auto')" in text
+    assert f"GCV's t = {chk.t_gcv:.4g}" in text
+    # the likelihood tests use this very maximum
+    assert res.lr_test(method="mixture").details["llf(t_hat)"] == res.llf
+
+
+def test_checked_rule_switches_to_gcv_when_reml_stops_far_too_early():
+    y, Z = _sharp_data()
+    m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
+    res = m.fit(t_method="auto")
     chk = res.auto_check
     assert chk.switched and res.t_method == "gcv"
     gcv, reml = m.fit(t_method="gcv"), m.fit(t_method="reml")
@@ -134,9 +154,11 @@ def test_switches_to_gcv_when_reml_stops_far_too_early():
     assert np.isnan(res.t_se) and all(np.isnan(res.t_conf_int()))
     text = " ".join(str(res.summary()).split())
     assert "Training time t chosen by: GCV (REML would choose" in text
-    assert "Default rule (t_method='auto')" in text and f"{reml.llf:.4f}" in text
+    assert "Checked rule (t_method='auto')" in text and f"{reml.llf:.4f}" in text
+    # the header and the AIC say that this is not a likelihood maximum
+    assert "Method: REML, t by GCV" in text and "AIC (REML at that t)" in text
     # reproducible: the simulation is seeded
-    assert m.fit().auto_check.pvalue == chk.pvalue
+    assert m.fit(t_method="auto").auto_check.pvalue == chk.pvalue
     # likelihood comparisons use the maximum, not the likelihood at GCV's t
     assert res.lr_test(method="mixture").details["llf(t_hat)"] == pytest.approx(reml.llf)
     tab = mn.anova(res.null_fit(), res, null="mixture")
@@ -149,7 +171,8 @@ def test_plot_profile_of_a_gcv_fit_shows_the_likelihood_and_marks_the_chosen_t()
     import matplotlib.pyplot as plt
 
     y, Z = _sharp_data()
-    res = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2)).fit()
+    res = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2)).fit(
+        t_method="auto")
     assert res.t_method == "gcv"
     fig = res.plot_profile()
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
@@ -164,8 +187,10 @@ def test_plot_profile_of_a_gcv_fit_shows_the_likelihood_and_marks_the_chosen_t()
 def test_options_are_checked():
     y, Z = _sharp_data(n=60)
     m = mn.MixedLMNTK(y, np.ones((60, 1)), Z, network=mn.MLP(depth=1))
-    with pytest.raises(TypeError, match="unknown option.*auto.*valid: alpha"):
+    with pytest.raises(TypeError, match="unknown option.*prediction check.*valid: alpha"):
         m.fit(t_options={"folds": 3})
+    with pytest.raises(TypeError, match="unknown option.*t_method='auto'.*valid: alpha"):
+        m.fit(t_method="auto", t_options={"folds": 3})
     with pytest.raises(ValueError, match="alpha of the auto rule"):
         m.fit(t_options={"alpha": 1.5})
     with pytest.raises(ValueError, match="nsim of the auto rule"):
@@ -175,16 +200,17 @@ def test_options_are_checked():
     # a threshold above the observed excess keeps REML
     y, Z = _sharp_data()
     m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
-    res = m.fit(t_options={"min_excess": 10.0})
+    res = m.fit(t_method="auto", t_options={"min_excess": 10.0})
     assert res.t_method == "reml" and "at most 1000%" in res.auto_check.reason
 
 
 def test_ml_fits_check_the_ml_time():
     y, Z = _sharp_data()
     m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
-    res = m.fit(reml=False)
+    res = m.fit(reml=False, t_method="auto")
     assert res.method == "ML" and res.auto_check.t_likelihood == m.fit(reml=False, t_method="ml").t
     assert res.t_method in ("ml", "gcv")
+    assert m.fit(reml=False).t_method == "ml"
 
 
 def test_under_the_model_the_likelihood_time_stands():
@@ -215,20 +241,20 @@ def test_when_gcv_is_unusable_the_fallback_is_reml_with_free_modes(monkeypatch):
     y, Z = _sharp_data()
     m = mn.MixedLMNTK(y, np.ones((len(y), 1)), Z, network=mn.MLP(depth=2))
     monkeypatch.setattr(autotime_module, "leaves_residual_df", lambda data, est: False)
-    res = m.fit()
+    res = m.fit(t_method="auto")
     assert res.free_modes > 0 and res.auto_check.rule == "free_modes"
     assert res.auto_check.switched and "nearly interpolates" in res.auto_check.reason
     ref = m.fit(free_modes="auto")
     assert res.free_modes == ref.free_modes and res.t == ref.t
     text = " ".join(str(res.summary()).split())
-    assert "Default rule (t_method='auto')" in text and "free leading modes" in text
+    assert "Checked rule (t_method='auto')" in text and "free leading modes" in text
     # likelihood comparisons use the plain model's REML maximum
     reml = m.fit(t_method="reml")
     tab = mn.anova(res.null_fit(), res, null="mixture")
     assert tab["Chisq"].iloc[-1] == pytest.approx(
         2 * (reml.llf - m.profile.loglike(0.0, True)), rel=1e-8)
     # ML has no free-modes fit: the ML time is kept, and the reason says why
-    ml = m.fit(reml=False)
+    ml = m.fit(reml=False, t_method="auto")
     assert ml.auto_check.rule == "ml" and "free modes need a full REML" in ml.auto_check.reason
 
 

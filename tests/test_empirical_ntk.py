@@ -13,8 +13,9 @@ import torch
 import mixednn as mn
 from mixednn.kernels import KernelSource, resolve_kernel
 from mixednn.kernels.empirical import (FiniteNetworkSource, as_tensor, empirical_ntk,
-                                       finite_network_source, jacobian_matrix, network_jacobian,
-                                       network_output, resolve_dtype)
+                                       finite_network_source, network_jacobian, network_output,
+                                       resolve_dtype)
+from mixednn.kernels.ntk_blocks import jacobian_matrix
 from mixednn.profile import SpectralProfile
 from mixednn.spectral import LowRankBasis, decompose
 

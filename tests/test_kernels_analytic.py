@@ -505,6 +505,9 @@ def test_kernels_import_graph_is_layered():
     assert len(order) == len(graph), f"import cycle among {set(graph) - set(order)}"
     assert order.index("activations") < order.index("analytic") < order.index("torch_mlp")
     assert order.index("source") < order.index("empirical") < order.index("resolve")
+    assert order.index("dual") < order.index("quadrature") < order.index("analytic")
+    assert order.index("dual") < order.index("recursion") < order.index("analytic")
+    assert order.index("ntk_engine") < order.index("ntk_blocks") < order.index("empirical")
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Feature-space fits (issue 7): K = Phi Phi^T from sums over row chunks.
 
 Every check compares with the dense path (an n x n kernel and its eigendecomposition)
-on a kernel that *is* Phi Phi^T, or with brute-force formulas of model.md.
+on a kernel that *is* Phi Phi^T, or with brute-force formulas of docs/model.md (sections 2.6, 4 and 7).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_feature_space_fit_equals_dense_fit_when_kernel_is_phi_phit(feat_problem
     assert _rel(rf.fittedvalues, rd.fittedvalues) <= 1e-7
     assert _rel(rf.edf, rd.edf) <= 1e-7 and _rel(rf.signal_share, rd.signal_share) <= 1e-7
     np.testing.assert_allclose(rf.t_conf_int(), rd.t_conf_int(), rtol=1e-6)
-    # the BLUP is the brute-force (I - exp(-tK)) r of model.md (2)
+    # the BLUP is the brute-force (I - exp(-tK)) r of docs/model.md eq. (1)
     K = dense.kernel_matrix()
     ref = dense_fit(feat_problem["y"], feat_problem["X"], K, rf.t, reml=reml)
     assert _rel(rf.random_effects, ref["blup"]) <= 1e-7

@@ -247,12 +247,16 @@ def test_diagnostic_quiet_when_the_model_holds_and_flags_disagreement():
         warnings.simplefilter("ignore")
         m2 = mn.MixedLMNTK(y2, np.ones((n, 1)), kernel=K)
         text = " ".join(str(m2.fit(t_method="reml").summary()).split())
-        auto = m2.fit()
+        auto = m2.fit(t_method="auto")
+        default = m2.fit()
     assert "Stopping diagnostic" in text
-    # the default rule acts on the same evidence: GCV's t, and one line saying why
+    # the checked rule acts on the same evidence: GCV's t, and one line saying why
     assert auto.auto_check.switched and auto.t_method == "gcv"
     auto_text = " ".join(str(auto.summary()).split())
-    assert "Default rule (t_method='auto')" in auto_text and "Stopping diagnostic" not in auto_text
+    assert "Checked rule (t_method='auto')" in auto_text and "Stopping diagnostic" not in auto_text
+    # the default fit keeps REML and reports the check's objection as a diagnostic
+    default_text = " ".join(str(default.summary()).split())
+    assert default.t_method == "reml" and "Prediction check:" in default_text
 
 
 def test_prediction_error_rule_warns_near_interpolation():

@@ -73,7 +73,7 @@ model = mn.MixedLMNTK.from_formula(
     ntk="~ hr + temp + hum + windspeed",
     network=mn.MLP(depth=2, activation="relu"),
 )
-res = model.fit()  # REML, checked (below); model.fit(reml=False) for maximum likelihood
+res = model.fit()  # REML, with a prediction check; model.fit(reml=False) for ML
 print(res.summary())
 
 # %% [markdown]
@@ -84,15 +84,13 @@ print(res.summary())
 #   network has absorbed what hour, temperature, humidity and wind explain. Season
 #   effects are on the log scale: $e^{\beta}$ is a multiplicative change in riders.
 # * **Training time $t$** is how long gradient flow should run. `fit()` estimates it by
-#   REML and then checks that estimate for prediction (`t_method="auto"`, the default):
-#   when GCV's prediction-error estimate at REML's $t$ is more than 5% above its minimum
-#   *and* a parametric bootstrap under the fitted model cannot explain that (p <= 0.01),
-#   GCV chooses $t$ instead, and the summary says so in the line "Training time t chosen
-#   by" and one line with the evidence. On these data REML stops early and the check
-#   moves $t$ (vignette 3 measures what that is worth on held-out hours). A REML $t$ is a
-#   variance component with a profile-likelihood interval (it need not be symmetric) and a
-#   standard error from the observed information on $\log t$: `model.fit(t_method="reml")`
-#   gives it whatever the check says.
+#   REML: a variance component with a profile-likelihood interval (it need not be
+#   symmetric) and a standard error from the observed information on $\log t$. Beside it
+#   runs a prediction check: when GCV's prediction-error estimate at REML's $t$ is more
+#   than 5% above its minimum *and* a parametric bootstrap under the fitted model cannot
+#   explain that (p <= 0.01), the summary says so in a "Prediction check" line and names
+#   the remedy. `model.fit(t_method="auto")` lets the check act (GCV then chooses $t$);
+#   vignette 3 measures what that is worth on held-out hours.
 # * **Residual variance** $\sigma^2$ is what the network does not explain.
 # * **Effective df** $\sum_i (1 - e^{-t\lambda_i})$ counts how many eigen-directions of the
 #   kernel have been learned: a network with millions of weights behaves here like a
@@ -101,11 +99,11 @@ print(res.summary())
 # * **Equivalent training** converts $t$ into full-batch gradient-descent steps.
 
 # %%
-res_reml = model.fit(t_method="reml")
-lo, hi = res_reml.t_conf_int()
-print(f"t chosen by {res.t_method.upper()}: {res.t:.4f}; REML: {res_reml.t:.4f} "
-      f"(95% profile CI {lo:.4f} to {hi:.4f})")
-print(f"default rule: {res.auto_check.reason}")
+res_checked = model.fit(t_method="auto")
+lo, hi = res.t_conf_int()
+print(f"REML: t = {res.t:.4f} (95% profile CI {lo:.4f} to {hi:.4f}); the checked rule "
+      f"chooses t by {res_checked.t_method.upper()}: {res_checked.t:.4f}")
+print(f"prediction check: {res.auto_check.reason}")
 print(f"residual sd = {np.sqrt(res.scale):.3f} on the log scale")
 print(f"effective degrees of freedom of the network: {res.edf:.1f} of n = {res.nobs}")
 print(f"winter -> summer (season 3) multiplies riders by "
@@ -146,11 +144,12 @@ pred.head()
 # $\beta$ and $\sigma^2$ profiled out. The dotted line is the untrained model, $t = 0$;
 # the shaded band is the 95% profile interval. The distance between the peak and the
 # dotted line is half the restricted likelihood-ratio statistic for "should we train at
-# all?" (vignette 2). The green dash-dotted line marks the $t$ that the default rule
-# chose (GCV's, here far to the right of the REML interval).
+# all?" (vignette 2). For the checked rule's fit, the green dash-dotted line marks the $t$
+# it chose (GCV's, here far to the right of the REML interval).
 
 # %%
 res.plot_profile()
+res_checked.plot_profile()
 
 # %% [markdown]
 # **Spectral loss decorrelation.** Each eigen-direction $i$ of the kernel has an eigenvalue
@@ -165,7 +164,7 @@ res.plot_profile()
 # drawn for the REML fit, where the decorrelation holds by construction.
 
 # %%
-res_reml.plot_spectrum()
+res.plot_spectrum()
 
 # %% [markdown]
 # **Observed vs fitted, residuals vs fitted.** In-sample checks of the kind used for any

@@ -38,6 +38,13 @@ memory beyond the returned kernel), so memory stays bounded whatever ``n`` and
 ``P``.  Kernels are computed in float64 by default (the network is copied and
 cast; float32 weights are represented exactly in float64).
 
+The per-network gradient machinery (:class:`~mixednn.kernels.ntk_engine.NTKEngine`,
+route choice and verification) is in :mod:`mixednn.kernels.ntk_engine`, the blocked
+computation of kernels and Jacobians within ``max_memory``
+(:func:`~mixednn.kernels.ntk_blocks.jacobian_matrix`) in
+:mod:`mixednn.kernels.ntk_blocks`; both names are re-exported here.  This module
+holds the user-facing functions and the kernel source :class:`FiniteNetworkSource`.
+
 When ``P < n`` the model uses the exact *feature form* instead of the n x n
 kernel: :meth:`FiniteNetworkSource.low_rank_features` returns ``J`` itself,
 whose SVD ``J = U S W^T`` gives the nonzero eigenpairs ``(S^2, U)`` of ``K``
@@ -54,7 +61,6 @@ kernel. ICML.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Any
 
@@ -62,16 +68,17 @@ import numpy as np
 import torch
 
 from .analytic import MLP
+from .ntk_blocks import blocked_ntk, jacobian_matrix
+from .ntk_engine import NTKEngine
 from .source import KernelSource
 
 __all__ = ["empirical_ntk", "network_jacobian", "network_output", "FiniteNetworkSource",
-           "finite_network_source", "DEFAULT_MAX_MEMORY", "NTKEngine", "as_tensor",
-           "resolve_dtype", "jacobian_matrix"]
+           "finite_network_source", "DEFAULT_MAX_MEMORY", "as_tensor", "resolve_dtype",
+           # re-exported from ntk_engine / ntk_blocks, where they are defined
+           "NTKEngine", "jacobian_matrix"]
 
 #: Default working-memory limit of a kernel build (bytes), beyond the returned kernel.
 DEFAULT_MAX_MEMORY = 1 << 30
-
-_PROGRESS_MIN_EVALS = 16  # show a progress bar (auto mode) beyond this many block evaluations
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -154,6 +161,7 @@ def resolve_dtype(dtype: Any) -> torch.dtype:
 
 
 def _check_memory(max_memory: Any) -> int:
+    """``max_memory`` as a positive number of bytes (``None``: :data:`DEFAULT_MAX_MEMORY`)."""
     if max_memory is None:
         return DEFAULT_MAX_MEMORY
     try:
@@ -163,485 +171,6 @@ def _check_memory(max_memory: Any) -> int:
     if m <= 0:
         raise ValueError(f"max_memory must be positive, got {max_memory!r}")
     return m
-
-
-def _fmt_bytes(b: float) -> str:
-    for unit, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= f:
-            return f"{b / f:.1f} {unit}"
-    return f"{int(b)} B"
-
-
-# ------------------------------------------------------------------------------- engine
-
-class _NotStructured(Exception):
-    """The module does not fit the structured (nn.Linear) route."""
-
-
-class NTKEngine:
-    """A float64 (or ``dtype``) copy of a module with its gradient machinery.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        Maps ``(n, d)`` to ``(n,)`` or ``(n, 1)``; deep-copied and cast to ``dtype``.
-    dtype : torch.dtype, default torch.float64
-    method : {"auto", "module", "linear", "jacobian"}
-        Kernel route (see :func:`empirical_ntk`), decided on first use.
-
-    Attributes
-    ----------
-    n_params : int
-        Number of trainable parameters ``P``.
-    method : str or None
-        The route chosen (``None`` before the first kernel build).
-    """
-
-    def __init__(self, module: torch.nn.Module, dtype: torch.dtype = torch.float64,
-                 method: str = "auto"):
-        if not isinstance(module, torch.nn.Module):
-            raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
-        if method not in ("auto", "module", "linear", "jacobian"):
-            raise ValueError(f"method must be 'auto', 'module', 'linear' or 'jacobian', got "
-                             f"{method!r}")
-        self.dtype = dtype
-        self.itemsize = torch.empty((), dtype=dtype).element_size()
-        self.module = copy.deepcopy(module).to(dtype)
-        named = list(self.module.named_parameters())
-        self.names = [k for k, p in named if p.requires_grad]
-        if not self.names:
-            raise ValueError("the network has no trainable parameters (requires_grad=True): "
-                             "its tangent kernel is zero")
-        self.params = {k: p.detach() for k, p in named if p.requires_grad}
-        fixed = {k: p.detach() for k, p in named if not p.requires_grad}
-        fixed.update(dict(self.module.named_buffers()))
-        self.fixed = fixed
-        self.n_params = int(sum(p.numel() for p in self.params.values()))
-        self.requested = method
-        self.method: str | None = None  # decided on first use (needs rows)
-        self.d_in = 0
-        self.reason = ""
-        self._layers = self._linear_layers()
-
-    # -- forward and checks ------------------------------------------------------------
-    def forward(self, Zt: torch.Tensor) -> torch.Tensor:
-        """Validated forward pass: (n, d) -> (n,)."""
-        n, d = Zt.shape
-        try:
-            out = self.module(Zt)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(
-                f"the network failed on inputs with d = {d} column(s): {exc}. Check that its "
-                f"first layer expects {d} input feature(s) (the network inputs of the model, "
-                "after any formula expansion)") from exc
-        if not isinstance(out, torch.Tensor):
-            raise ValueError(f"the network must return a tensor, got {type(out).__name__}")
-        if tuple(out.shape) not in ((n,), (n, 1)):
-            raise ValueError(
-                f"the network must return one scalar per row, i.e. an output of shape (n,) or "
-                f"(n, 1); for {n} input rows it returned shape {tuple(out.shape)}. Add a final "
-                "Linear(..., 1) layer (or select one output)")
-        return out.reshape(n)
-
-    def output(self, Zt: torch.Tensor, chunk: int = 8192) -> np.ndarray:
-        """Network output at the current parameters, checked finite."""
-        outs = []
-        with torch.no_grad():
-            for i in range(0, Zt.shape[0], chunk):
-                outs.append(self.forward(Zt[i:i + chunk]))
-        f = torch.cat(outs).to(torch.float64).numpy() if outs else np.empty(0)
-        bad = ~np.isfinite(f)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"the network's output at initialisation is not finite on {int(bad.sum())} of "
-                f"{f.shape[0]} rows (first: row {i}, value {f[i]}); check the scale of the "
-                "inputs and the initialisation")
-        return f
-
-    # -- route choice ------------------------------------------------------------------
-    def _linear_layers(self) -> list[tuple[str, torch.nn.Linear, bool, bool]] | None:
-        """Trainable nn.Linear layers, or None when other trainable parameters exist."""
-        covered: set[int] = set()
-        layers = []
-        for name, mod in self.module.named_modules():
-            if isinstance(mod, torch.nn.Linear):
-                w = mod.weight.requires_grad
-                b = mod.bias is not None and mod.bias.requires_grad
-                if w or b:
-                    layers.append((name, mod, w, b))
-                    if w:
-                        covered.add(id(mod.weight))
-                    if b:
-                        covered.add(id(mod.bias))
-        ids = [id(p) for p in self.module.parameters() if p.requires_grad]
-        shared = len({id(m) for _, m, _, _ in layers}) != len(layers)
-        if shared or set(ids) != covered or len(ids) != len(covered):
-            return None
-        return layers
-
-    def decide(self, Zt: torch.Tensor, max_memory: int) -> str:
-        """Choose the route (once), verifying the structured one on two rows."""
-        if self.method is not None:
-            return self.method
-        if self.requested == "jacobian":
-            self.method, self.reason = "jacobian", "requested"
-            return self.method
-        if self.requested in ("auto", "module") and callable(getattr(self.module, "ntk", None)):
-            probe = Zt[: min(2, Zt.shape[0])]
-            problem = ""
-            try:
-                Km = self.module_ntk(probe, probe)
-                if not self._agrees(Km, probe, max_memory):
-                    problem = "its ntk() disagrees with the Jacobian route"
-            except Exception as exc:  # a user method: any failure means "do not use it"
-                problem = f"its ntk() failed ({exc})"
-            if not problem:
-                self.method = "module"
-                self.reason = (f"the module's own ntk() method ({type(self.module).__name__}), "
-                               "verified")
-                return self.method
-            if self.requested == "module":
-                raise ValueError(f"method='module' does not apply to this network: {problem}")
-        elif self.requested == "module":
-            raise ValueError("method='module' needs a network with an ntk(x1, x2) method")
-        if self._layers is None:
-            if self.requested == "linear":
-                raise ValueError("method='linear' needs every trainable parameter to belong to a "
-                                 "torch.nn.Linear layer; use method='jacobian'")
-            self.method = "jacobian"
-            self.reason = "trainable parameters outside torch.nn.Linear layers"
-            return self.method
-        probe = Zt[: min(2, Zt.shape[0])]
-        try:
-            Fs = self.linear_features(probe)
-            Ks = self.combine_linear(Fs, Fs)
-        except _NotStructured as exc:
-            if self.requested == "linear":
-                raise ValueError(f"method='linear' does not apply to this network: {exc}") from None
-            self.method, self.reason = "jacobian", str(exc)
-            return self.method
-        if not self._agrees(Ks, probe, max_memory):
-            if self.requested == "linear":
-                raise ValueError("method='linear' disagrees with the Jacobian route on this "
-                                 "network (a layer reused, or rows that interact); use "
-                                 "method='jacobian'")
-            self.method = "jacobian"
-            self.reason = "structured route failed verification"
-        else:
-            self.method, self.reason = "linear", "all trainable parameters in nn.Linear layers"
-        return self.method
-
-    def _agrees(self, K: torch.Tensor, probe: torch.Tensor, max_memory: int) -> bool:
-        """Check a kernel on (at most two) probe rows against plain autograd gradients."""
-        fits = 3 * probe.shape[0] * self.n_params * self.itemsize <= max_memory
-        rows = probe.shape[0] if fits else 1
-        J = self._jacobian_loop(probe[:rows])  # plain autograd: no torch.func start-up cost
-        Kj = J @ J.T
-        if tuple(K.shape) != (probe.shape[0], probe.shape[0]):
-            return False
-        scale = float(Kj.abs().max()) or 1.0
-        tol = 1e-8 if self.dtype == torch.float64 else 1e-4
-        return float((K[:rows, :rows] - Kj).abs().max()) <= tol * scale
-
-    def module_ntk(self, Z1: torch.Tensor, Z2: torch.Tensor) -> torch.Tensor:
-        """The module's own ``ntk(x1, x2)`` (e.g. :class:`~.torch_mlp.MLPNetwork`)."""
-        K = self.module.ntk(Z1, Z2)
-        if not isinstance(K, torch.Tensor) or tuple(K.shape) != (Z1.shape[0], Z2.shape[0]):
-            raise ValueError("ntk(x1, x2) must return a (n1, n2) tensor")
-        return K.detach().to(self.dtype)
-
-    # -- structured route --------------------------------------------------------------
-    def linear_features(self, Zb: torch.Tensor, all_layers: bool = True
-                        ) -> list[tuple[torch.Tensor, torch.Tensor, bool, bool]]:
-        """Per-layer ``(A, D, weight?, bias?)`` for a row block: layer inputs ``A`` and
-        back-propagated signals ``D = d f / d (layer output)``, one row per data row
-        (a trainable layer the forward pass never reaches contributes zeros)."""
-        b = Zb.shape[0]
-        layers = self._layers
-        assert layers is not None
-        seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        problems: list[str] = []
-
-        def make_hook(idx: int, name: str):
-            def hook(mod, inputs, output):
-                if idx in seen:
-                    problems.append(f"layer {name!r} is called more than once per forward pass")
-                    return None
-                x = inputs[0] if inputs else None
-                if (not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] != b
-                        or output.ndim != 2 or output.shape[0] != b):
-                    problems.append(f"layer {name!r} does not see one 2-D input row per data row")
-                    return None
-                seen[idx] = (x.detach(), output)
-                return output.clone()  # downstream in-place ops must not touch `output`
-            return hook
-
-        handles = [mod.register_forward_hook(make_hook(i, nm))
-                   for i, (nm, mod, _, _) in enumerate(layers)]
-        try:
-            with torch.enable_grad():
-                out = self.forward(Zb)
-                if problems:
-                    raise _NotStructured(problems[0])
-                idx = sorted(seen)
-                grads = torch.autograd.grad(out.sum(), [seen[i][1] for i in idx],
-                                            allow_unused=True) if idx else []
-        finally:
-            for h in handles:
-                h.remove()
-        got = {i: (seen[i][0], torch.zeros_like(seen[i][1]) if g is None else g.detach())
-               for i, g in zip(idx, grads)}
-        feats = []
-        for i, (_, mod, w, bias) in enumerate(layers):
-            if i in got:
-                feats.append((*got[i], w, bias))
-            elif all_layers:
-                feats.append((torch.zeros((b, mod.in_features), dtype=self.dtype),
-                              torch.zeros((b, mod.out_features), dtype=self.dtype), w, bias))
-        return feats
-
-    @staticmethod
-    def combine_linear(Fi, Fj) -> torch.Tensor:
-        out = None
-        for (Ai, Di, w, b), (Aj, Dj, _, _) in zip(Fi, Fj):
-            DD = Di @ Dj.T
-            if w:
-                AA = Ai @ Aj.T
-                if b:
-                    AA += 1.0
-                DD *= AA
-            term = DD
-            out = term if out is None else out.add_(term)
-        if out is None:
-            return torch.zeros(Fi[0][0].shape[0] if Fi else 0, Fj[0][0].shape[0] if Fj else 0)
-        return out
-
-    def linear_bytes_per_row(self) -> int:
-        assert self._layers is not None
-        width = sum(mod.in_features + mod.out_features for _, mod, _, _ in self._layers)
-        return int(width * self.itemsize)
-
-    # -- generic route -----------------------------------------------------------------
-    def jacobian_block(self, Zb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-row Jacobians ``(b, P)`` by ``vmap(jacrev)`` (row-by-row autograd fallback),
-        written into ``out`` when given."""
-        from torch.func import functional_call, jacrev, vmap
-
-        module, fixed = self.module, self.fixed
-
-        def f(p: dict, z: torch.Tensor) -> torch.Tensor:
-            return functional_call(module, (p, fixed), (z.unsqueeze(0),)).reshape(())
-
-        b = Zb.shape[0]
-        try:
-            jac = vmap(jacrev(f), in_dims=(None, 0))(self.params, Zb)
-        except RuntimeError as exc:
-            if "random" in str(exc).lower():
-                raise ValueError("the network's forward pass is random (dropout?): its tangent "
-                                 "kernel is not defined; call module.eval() or remove the "
-                                 "randomness") from exc
-            J = self._jacobian_loop(Zb)
-            if out is not None:
-                out.copy_(J)
-                return out
-            return J
-        J = torch.empty((b, self.n_params), dtype=self.dtype) if out is None else out
-        j = 0
-        for k in self.names:
-            blk = jac.pop(k).reshape(b, -1)
-            J[:, j:j + blk.shape[1]] = blk
-            j += blk.shape[1]
-        return J
-
-    def _jacobian_loop(self, Zb: torch.Tensor) -> torch.Tensor:
-        params = [p for k, p in self.module.named_parameters() if p.requires_grad]
-        J = torch.empty((Zb.shape[0], self.n_params), dtype=self.dtype)
-        with torch.enable_grad():
-            for i in range(Zb.shape[0]):
-                out = self.forward(Zb[i:i + 1])
-                gs = torch.autograd.grad(out.sum(), params, allow_unused=True)
-                J[i] = torch.cat([torch.zeros(p.numel(), dtype=self.dtype) if g is None
-                                  else g.reshape(-1) for g, p in zip(gs, params)])
-        return J
-
-    # -- memory model ------------------------------------------------------------------
-    def costs(self, method: str) -> tuple[int, int, int]:
-        """(stored bytes per row, transient bytes per row, tile bytes per entry)."""
-        if method == "module":
-            # the module recomputes per-row layer signals for both row sets of a product:
-            # estimate them from the matrix-shaped parameters (fan_in + fan_out per layer)
-            width = sum(p.shape[0] + p.shape[1] for p in self.params.values() if p.ndim == 2)
-            r = 3 * max(width, 1) * self.itemsize
-            return r, r, 3 * 8
-        if method == "linear":
-            r_f = self.linear_bytes_per_row()
-            return r_f, 4 * r_f, 3 * 8
-        r_f = self.n_params * self.itemsize
-        return r_f, 4 * r_f, 2 * 8  # vmap(jacrev) output, its flattening, autograd buffers
-
-
-# --------------------------------------------------------------------------- block driver
-
-def _plan(n1: int, n2: int, r_f: int, r_t: int, c_tile: int, max_memory: int,
-          block_rows: int | None) -> tuple[int, int]:
-    """Stream block rows ``b`` and panel rows ``Pn`` within ``max_memory``.
-
-    Memory: the panel's stored features ``Pn * r_f``, one stream block's features
-    and the transient of building them ``b * (r_f + r_t)``, and the product tile
-    temporaries ``Pn * b * c_tile``.
-    """
-    need = 2 * (r_t + r_f) + r_f + c_tile
-    if need > max_memory:
-        raise ValueError(
-            f"max_memory = {_fmt_bytes(max_memory)} is too small: one row of this network's "
-            f"gradient features needs about {_fmt_bytes(r_t)} while it is built; allow at least "
-            f"{_fmt_bytes(need)}")
-    r_s = r_t + r_f  # a stream block: its stored features plus the transient of building them
-    b = max(1, min(max_memory // (2 * r_s), max(n1, n2)))
-    if block_rows is not None:
-        b = max(1, min(b, int(block_rows)))
-    denom = r_f + b * c_tile
-    Pn = n1 if denom == 0 else (max_memory - b * r_s) // denom
-    Pn = int(max(1, min(Pn, n1)))
-    return b, Pn
-
-
-class _Route:
-    """How one kernel route stores, fills, slices and combines row features."""
-
-    def __init__(self, engine: NTKEngine, method: str):
-        self.engine = engine
-        self.method = method
-
-    def alloc(self, rows: int) -> Any:
-        e = self.engine
-        if self.method == "module":
-            return torch.empty((rows, e.d_in), dtype=e.dtype)
-        if self.method == "jacobian":
-            return torch.empty((rows, e.n_params), dtype=e.dtype)
-        assert e._layers is not None
-        return [(torch.empty((rows, mod.in_features), dtype=e.dtype),
-                 torch.zeros((rows, mod.out_features), dtype=e.dtype), w, bias)
-                for _, mod, w, bias in e._layers]
-
-    def fill(self, F: Any, i0: int, Zb: torch.Tensor) -> None:
-        i1 = i0 + Zb.shape[0]
-        if self.method == "module":
-            F[i0:i1] = Zb
-            return
-        if self.method == "jacobian":
-            self.engine.jacobian_block(Zb, out=F[i0:i1])
-            return
-        feats = self.engine.linear_features(Zb, all_layers=True)
-        for (A, D, _, _), (Ab, Db, _, _) in zip(F, feats):
-            A[i0:i1] = Ab
-            D[i0:i1] = Db
-
-    def take(self, F: Any, a: int, b: int) -> Any:
-        if self.method in ("jacobian", "module"):
-            return F[a:b]
-        return [(A[a:b], D[a:b], w, bias) for A, D, w, bias in F]
-
-    def combine(self, Fi: Any, Fj: Any) -> torch.Tensor:
-        if self.method == "module":
-            return self.engine.module_ntk(Fi, Fj)
-        if self.method == "jacobian":
-            return Fi @ Fj.T
-        return NTKEngine.combine_linear(Fi, Fj)
-
-
-def _blocked_kernel(route: _Route, Z1: torch.Tensor, Z2: torch.Tensor | None, b: int, Pn: int,
-                    progress: bool | None, desc: str) -> tuple[np.ndarray, int]:
-    """Fill ``K(Z1, Z2)`` panel by panel: a panel of Z1's rows keeps its features, Z2
-    is streamed in blocks of ``b`` rows, and each (panel, block) pair is one product."""
-    sym = Z2 is None
-    Z2_ = Z1 if sym else Z2
-    n1, n2 = Z1.shape[0], Z2_.shape[0]
-    K = np.empty((n1, n2))
-    Kt = torch.from_numpy(K)
-    panels = [(p0, min(p0 + Pn, n1)) for p0 in range(0, n1, Pn)]
-    total = 0
-    for p0, p1 in panels:
-        total += math.ceil((p1 - p0) / b) + math.ceil(max(n2 - (p1 if sym else 0), 0) / b)
-    show = progress if progress is not None else (total >= _PROGRESS_MIN_EVALS)
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=desc, unit="block",
-                   disable=None if progress is None else not progress, leave=False)
-    evals = 0
-
-    def fill(F: Any, i0: int, Zb: torch.Tensor) -> None:
-        nonlocal evals
-        route.fill(F, i0, Zb)
-        evals += 1
-        if bar is not None:
-            bar.update(1)
-
-    try:
-        for p0, p1 in panels:
-            m = p1 - p0
-            Fp = route.alloc(m)
-            for i0 in range(0, m, b):
-                fill(Fp, i0, Z1[p0 + i0:p0 + min(i0 + b, m)])
-            if sym:
-                # the diagonal panel from its own features, c columns at a time; each
-                # product covers rows [0, j1), so about the upper triangle only is computed
-                # (the module route recomputes features per product: one product there)
-                c = b if route.method == "module" else max(1, min(b, max(128, -(-m // 8))))
-                for j0 in range(0, m, c):
-                    j1 = min(j0 + c, m)
-                    T = route.combine(route.take(Fp, 0, j1), route.take(Fp, j0, j1))
-                    D = T[j0:j1]
-                    D = torch.triu(D) + torch.triu(D, 1).T  # exact symmetry
-                    Kt[p0 + j0:p0 + j1, p0 + j0:p0 + j1] = D
-                    if j0:
-                        Kt[p0:p0 + j0, p0 + j0:p0 + j1] = T[:j0]
-                        Kt[p0 + j0:p0 + j1, p0:p0 + j0] = T[:j0].T
-                    del T, D
-            start = p1 if sym else 0
-            if start < n2:
-                Fj = route.alloc(min(b, n2 - start))
-                for j0 in range(start, n2, b):
-                    j1 = min(j0 + b, n2)
-                    Fb = route.take(Fj, 0, j1 - j0)
-                    fill(Fb, 0, Z2_[j0:j1])
-                    T = route.combine(Fp, Fb)
-                    Kt[p0:p1, j0:j1] = T
-                    if sym:
-                        Kt[j0:j1, p0:p1] = T.T
-                    del T, Fb
-                del Fj
-            del Fp
-    finally:
-        if bar is not None:
-            bar.close()
-    return K, evals
-
-
-def _kernel(engine: NTKEngine, Z1: torch.Tensor, Z2: torch.Tensor | None, *,
-            max_memory: int, block_rows: int | None,
-            progress: bool | None) -> tuple[np.ndarray, dict]:
-    t0 = time.perf_counter()
-    engine.d_in = Z1.shape[1]
-    method = engine.decide(Z1, max_memory)
-    r_f, r_t, c_tile = engine.costs(method)
-    n1 = Z1.shape[0]
-    n2 = n1 if Z2 is None else Z2.shape[0]
-    b, Pn = _plan(n1, n2, r_f, r_t, c_tile, max_memory, block_rows)
-    K, evals = _blocked_kernel(_Route(engine, method), Z1, Z2, b, Pn, progress,
-                               desc="empirical NTK")
-    if not np.all(np.isfinite(K)):
-        raise ValueError("the empirical NTK contains NaN or infinite values: the network's "
-                         "gradients at initialisation are not finite on these inputs")
-    info = {"method": method, "reason": engine.reason, "n_params": engine.n_params,
-            "block_rows": b, "panel_rows": Pn, "block_evaluations": evals,
-            "estimated_peak_bytes": int(Pn * r_f + b * (r_t + r_f) + Pn * b * c_tile),
-            "max_memory": max_memory, "seconds": time.perf_counter() - t0,
-            "dtype": str(engine.dtype).replace("torch.", "")}
-    return K, info
 
 
 # ----------------------------------------------------------------------------- public API
@@ -701,8 +230,8 @@ def empirical_ntk(module: torch.nn.Module, Z1: Any, Z2: Any = None, *,
         raise ValueError(f"Z1 and Z2 must have the same number of columns, got "
                          f"{Z1t.shape[1]} and {Z2t.shape[1]}")
     engine.output(Z1t[:2])  # shape / width / finiteness checks on a probe
-    K, _ = _kernel(engine, Z1t, Z2t, max_memory=_check_memory(max_memory),
-                   block_rows=block_rows, progress=progress)
+    K, _ = blocked_ntk(engine, Z1t, Z2t, max_memory=_check_memory(max_memory),
+                       block_rows=block_rows, progress=progress)
     return K
 
 
@@ -737,51 +266,6 @@ def network_jacobian(module: torch.nn.Module, Z: Any, *, max_memory: int | None 
     Zt = as_tensor(Z, engine.dtype)
     engine.output(Zt[:2])
     return jacobian_matrix(engine, Zt, _check_memory(max_memory))
-
-
-def jacobian_matrix(engine: NTKEngine, Zt: torch.Tensor, max_memory: int) -> np.ndarray:
-    """Per-row parameter gradients ``J`` (n x P, float64) of an engine's network, in row blocks.
-
-    Parameters
-    ----------
-    engine : NTKEngine
-        The network's gradient engine (e.g. ``FiniteNetworkSource.engine_for(d)``).
-    Zt : torch.Tensor, shape (n, d)
-        Inputs in the engine's dtype (see :func:`as_tensor`).
-    max_memory : int
-        Working-memory limit in bytes, beyond the returned matrix.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, P), float64
-        Columns ordered as the engine's trainable parameters.
-
-    Raises
-    ------
-    ValueError
-        If a gradient is not finite, or ``max_memory`` is too small for one row.
-
-    Examples
-    --------
-    >>> import torch
-    >>> eng = NTKEngine(torch.nn.Linear(2, 1), torch.float64)
-    >>> jacobian_matrix(eng, torch.tensor([[1.0, 2.0]], dtype=torch.float64), 2**20).tolist()
-    [[1.0, 2.0, 1.0]]
-    """
-    n = Zt.shape[0]
-    _, r_t, _ = engine.costs("jacobian")
-    b, _ = _plan(n, n, 0, r_t, 0, max_memory, None)
-    J = np.empty((n, engine.n_params))
-    Jt = torch.from_numpy(J)
-    for i0 in range(0, n, b):
-        blk = Zt[i0:i0 + b]
-        if engine.dtype == torch.float64:
-            engine.jacobian_block(blk, out=Jt[i0:i0 + blk.shape[0]])
-        else:
-            Jt[i0:i0 + blk.shape[0]] = engine.jacobian_block(blk).to(torch.float64)
-    if not np.all(np.isfinite(J)):
-        raise ValueError("the network's parameter gradients at initialisation are not finite")
-    return J
 
 
 def network_output(module: torch.nn.Module, Z: Any, *, dtype: Any = torch.float64) -> np.ndarray:
@@ -843,7 +327,8 @@ class FiniteNetworkSource(KernelSource):
                                  "finite_network_source needs MLP(..., width=m)")
             self.spec = network
             desc = (f"MLP depth={network.depth} {network.activation}, "
-                    f"W_std={network.weight_std:g}, b_std={network.bias_std:g}, NTK parameterisation, finite width "
+                    f"W_std={network.weight_std:g}, b_std={network.bias_std:g}, "
+                    f"NTK parameterisation, finite width "
                     f"{network.width} (torch, seed {seed}): empirical NTK J J^T")
         elif isinstance(network, torch.nn.Module):
             self.spec = None
@@ -918,8 +403,8 @@ class FiniteNetworkSource(KernelSource):
             J = self._train_jacobian(Z, Zt, eng)
             K = J @ J.T
             return 0.5 * (K + K.T)
-        K, info = _kernel(eng, Zt, None, max_memory=self.max_memory,
-                          block_rows=self.block_rows, progress=self.progress)
+        K, info = blocked_ntk(eng, Zt, None, max_memory=self.max_memory,
+                              block_rows=self.block_rows, progress=self.progress)
         self.build_info = info
         return K
 
@@ -931,8 +416,8 @@ class FiniteNetworkSource(KernelSource):
         if self._use_features(Zt.shape[0], eng):
             Jn = jacobian_matrix(eng, Zn, self.max_memory)
             return Jn @ self._train_jacobian(Z, Zt, eng).T
-        K, info = _kernel(eng, Zn, Zt, max_memory=self.max_memory,
-                          block_rows=self.block_rows, progress=self.progress)
+        K, info = blocked_ntk(eng, Zn, Zt, max_memory=self.max_memory,
+                              block_rows=self.block_rows, progress=self.progress)
         return K
 
     # -- feature form ----------------------------------------------------------------------

@@ -91,41 +91,47 @@ def _kw(**kw: Any) -> Callable[[], dict]:
     return lambda: dict(kw)
 
 
+#: The checked rule, which was the default of fit() when these numbers were pinned.
+AUTO = {"t_method": "auto"}
+
 CASES: dict[str, Case] = {
     # a. dense eigendecomposition
-    "eigh_auto": Case("dense_eigh", "strong", _kw(decomposition="eigh")),
+    "eigh_auto": Case("dense_eigh", "strong", _kw(decomposition="eigh"), AUTO),
     "eigh_reml": Case("dense_eigh", "strong", _kw(decomposition="eigh"), {"t_method": "reml"}),
-    "eigh_ml_auto": Case("dense_eigh", "strong", _kw(decomposition="eigh"), {"reml": False}),
-    "eigh_auto_weak": Case("dense_eigh", "weak", _kw(decomposition="eigh")),
+    "eigh_ml_auto": Case("dense_eigh", "strong", _kw(decomposition="eigh"),
+                         {"reml": False, **AUTO}),
+    "eigh_auto_weak": Case("dense_eigh", "weak", _kw(decomposition="eigh"), AUTO),
     "eigh_ml_rule_weak": Case("dense_eigh", "weak", _kw(decomposition="eigh"),
                               {"reml": False, "t_method": "ml"}),
     # b. tridiagonal decomposition
-    "tridiagonal_auto": Case("tridiagonal", "strong", _kw(decomposition="tridiagonal")),
+    "tridiagonal_auto": Case("tridiagonal", "strong", _kw(decomposition="tridiagonal"), AUTO),
     "tridiagonal_reml": Case("tridiagonal", "strong", _kw(decomposition="tridiagonal"),
                              {"t_method": "reml"}),
-    "tridiagonal_auto_weak": Case("tridiagonal", "weak", _kw(decomposition="tridiagonal")),
+    "tridiagonal_auto_weak": Case("tridiagonal", "weak", _kw(decomposition="tridiagonal"),
+                                  AUTO),
     # c. Nystrom features (landmarks kmeans++, seed 0)
-    "nystrom30_auto": Case("nystrom", "strong", _kw(low_rank=30)),
+    "nystrom30_auto": Case("nystrom", "strong", _kw(low_rank=30), AUTO),
     "nystrom30_reml": Case("nystrom", "strong", _kw(low_rank=30), {"t_method": "reml"}),
     "nystrom30_uniform_reml_weak": Case("nystrom", "weak", _kw(low_rank=30, landmarks="uniform"),
                                         {"t_method": "reml"}),
     "nystrom_full_reml": Case("nystrom", "strong", _kw(low_rank=N), {"t_method": "reml"}),
     # d. exact Jacobian features of a finite network (96 parameters < n)
     "exact_jacobian_auto": Case("exact_jacobian", "strong",
-                                lambda: dict(network=mn.MLP(depth=2, width=8), low_rank="exact")),
+                                lambda: dict(network=mn.MLP(depth=2, width=8), low_rank="exact"),
+                                AUTO),
     "exact_jacobian_reml": Case("exact_jacobian", "strong",
                                 lambda: dict(network=mn.MLP(depth=2, width=8), low_rank="exact"),
                                 {"t_method": "reml"}),
     "exact_jacobian_auto_weak": Case("exact_jacobian", "weak",
                                      lambda: dict(network=mn.MLP(depth=2, width=8),
-                                                  low_rank="exact")),
+                                                  low_rank="exact"), AUTO),
     # e. free leading modes
     "free_modes_2": Case("free_modes", "strong", _kw(decomposition="eigh"), {"free_modes": 2}),
     "free_modes_auto": Case("free_modes", "strong", _kw(decomposition="eigh"),
                             {"free_modes": "auto"}),
     "free_modes_1_weak": Case("free_modes", "weak", _kw(decomposition="eigh"), {"free_modes": 1}),
     # f. streamed CSV, Nystrom features
-    "csv_nystrom30_auto": Case("streamed_csv", "strong", _kw(low_rank=30), csv=True),
+    "csv_nystrom30_auto": Case("streamed_csv", "strong", _kw(low_rank=30), AUTO, csv=True),
     "csv_nystrom30_reml": Case("streamed_csv", "strong", _kw(low_rank=30), {"t_method": "reml"},
                                csv=True),
     "csv_nystrom30_uniform_reml_weak": Case("streamed_csv", "weak",
@@ -133,12 +139,13 @@ CASES: dict[str, Case] = {
                                             {"t_method": "reml"}, csv=True),
     # g. finite torch networks, dense empirical kernel (parameters > n), offset = init
     "finite_mlp16_auto": Case("finite_network", "strong",
-                              lambda: dict(network=mn.MLP(depth=2, width=16))),
-    "torch_module_auto": Case("finite_network", "strong", lambda: dict(network=torch_module())),
+                              lambda: dict(network=mn.MLP(depth=2, width=16)), AUTO),
+    "torch_module_auto": Case("finite_network", "strong", lambda: dict(network=torch_module()),
+                              AUTO),
     "torch_module_reml": Case("finite_network", "strong", lambda: dict(network=torch_module()),
                               {"t_method": "reml"}),
     "finite_mlp16_auto_weak": Case("finite_network", "weak",
-                                   lambda: dict(network=mn.MLP(depth=2, width=16))),
+                                   lambda: dict(network=mn.MLP(depth=2, width=16)), AUTO),
     # h. named rules
     "rule_gcv": Case("named_rule", "strong", _kw(decomposition="eigh"), {"t_method": "gcv"}),
     "rule_loo": Case("named_rule", "strong", _kw(decomposition="eigh"), {"t_method": "loo"}),
