@@ -30,8 +30,9 @@ _LAZY = {
     "anova": ("mixednn.comparison", "anova"),
     "TimeChoice": ("mixednn.timechoice", "TimeChoice"),
     "choose_t": ("mixednn.timechoice", "choose_t"),
-    "TrainingPath": ("mixednn.training", "TrainingPath"),
+    "TrainingPath": ("mixednn.trainingpath", "TrainingPath"),
     "CSVSource": ("mixednn.partitions", "CSVSource"),
+    "load": ("mixednn.persistence", "load"),
     "inference": ("mixednn.inference", None),
     "comparison": ("mixednn.comparison", None),
     "training": ("mixednn.training", None),
@@ -51,6 +52,8 @@ _LAZY = {
     "rows": ("mixednn.rows", None),
     "streaming": ("mixednn.streaming", None),
     "kernels": ("mixednn.kernels", None),
+    "contrasts": ("mixednn.contrasts", None),
+    "intervals": ("mixednn.intervals", None),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -14,7 +14,7 @@ from . import datasets
 from .kernels import MLP
 from .model import MixedLMNTK
 
-__all__ = ["main", "format_pvalue"]
+__all__ = ["main", "format_pvalue", "zero_tests", "cli_message"]
 
 DEMO_FORMULA = "np.log1p(bikers) ~ workingday + C(weathersit) + C(season)"
 DEMO_NTK = "~ hr + temp + hum + windspeed"
@@ -57,38 +57,66 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_tests(res) -> None:
-    """Print the tests of H0: t = 0 (should the network be trained at all?).
+def zero_tests(res, *, lr_null: str = "simulate", nsim: int = 2000,
+               seed: int = 0) -> list[dict]:
+    """The tests of H0: t = 0 (should the network be trained at all?), as records.
 
-    Uses ``res.score_test()`` and ``res.lr_test()`` (:mod:`mixednn.inference`); when
-    neither can be computed here (``NotImplementedError``), the restricted likelihood
-    ratio with its asymptotic 50:50 mixture of chi2_0 and chi2_1 (model.md section 3).
+    Uses ``res.score_test()`` and ``res.lr_test(lr_null, nsim, seed)``
+    (:mod:`mixednn.inference`); when neither gives a p-value here (``NotImplementedError``
+    or inapplicable), the restricted likelihood ratio with its asymptotic 50:50 mixture
+    of chi2_0 and chi2_1 (model.md section 3).  ``mixednn demo`` prints these records and
+    ``mixednn fit --json`` writes them.
+
+    Returns
+    -------
+    list of dict
+        One per test: ``test`` (``"score"`` or ``"lr"``), ``label``, ``applicable`` and
+        either ``statistic``, ``pvalue``, ``method`` and ``mixture_pvalue`` (None for
+        the score test) or ``reason``.
     """
     from scipy import stats
 
-    print("\nShould the network be trained at all? Tests of H0: t = 0")
-    shown = False
-    calls = ((res.score_test, "Score test", {}),
-             (res.lr_test, "Restricted LRT" if res.reml else "LRT", {"nsim": 2000, "seed": 0}))
-    for fn, label, kwargs in calls:
+    records: list[dict] = []
+    calls = (("score", res.score_test, "Score test", {}),
+             ("lr", res.lr_test, "Restricted LRT" if res.reml else "LRT",
+              {"method": lr_null, "nsim": nsim, "seed": seed}))
+    for key, fn, label, kwargs in calls:
         try:
             test = fn(**kwargs)
         except NotImplementedError:
             continue
         if not test.valid:  # an InapplicableTest, which says why
-            print(f"  {label:<15} not applicable: {test.reason}")
+            records.append({"test": key, "label": label, "applicable": False,
+                            "reason": test.reason})
             continue
         mix = test.details.get("mixture p-value")
-        how = test.method + (f"; 50:50 mixture p-value {format_pvalue(mix)}"
-                             if mix is not None else "")
-        print(f"  {label:<15} statistic = {test.statistic:.4g}, "
-              f"p-value = {format_pvalue(test.pvalue)}" + (f" ({how})" if how else ""))
-        shown = True
-    if not shown:
+        records.append({"test": key, "label": label, "applicable": True,
+                        "statistic": float(test.statistic), "pvalue": float(test.pvalue),
+                        "method": test.method,
+                        "mixture_pvalue": None if mix is None else float(mix)})
+    if not any(r["applicable"] for r in records):
         rlrt = max(2.0 * (res.llf - res.estimate.llf_zero), 0.0)
         p = 0.5 * float(stats.chi2.sf(rlrt, 1)) if rlrt > 0 else 1.0
-        print(f"  {'Restricted LRT' if res.reml else 'LRT':<15} statistic = {rlrt:.4g}, "
-              f"p-value = {format_pvalue(p)} (asymptotic 50:50 mixture of chi2_0 and chi2_1)")
+        records.append({"test": "lr", "label": "Restricted LRT" if res.reml else "LRT",
+                        "applicable": True, "statistic": rlrt, "pvalue": p,
+                        "method": "asymptotic 50:50 mixture of chi2_0 and chi2_1",
+                        "mixture_pvalue": None})
+    return records
+
+
+def _demo_tests(res) -> None:
+    """Print the tests of H0: t = 0 (:func:`zero_tests`)."""
+    print("\nShould the network be trained at all? Tests of H0: t = 0")
+    for rec in zero_tests(res, nsim=2000, seed=0):
+        label = rec["label"]
+        if not rec["applicable"]:
+            print(f"  {label:<15} not applicable: {rec['reason']}")
+            continue
+        mix = rec["mixture_pvalue"]
+        how = rec["method"] + (f"; 50:50 mixture p-value {format_pvalue(mix)}"
+                               if mix is not None else "")
+        print(f"  {label:<15} statistic = {rec['statistic']:.4g}, "
+              f"p-value = {format_pvalue(rec['pvalue'])}" + (f" ({how})" if how else ""))
 
 
 def format_pvalue(p: float) -> str:
@@ -125,27 +153,103 @@ def _read_data(path: str):
         raise SystemExit(f"mixednn: error: could not read {path!r} as CSV: {exc}") from None
 
 
+#: Python spellings in the package's messages and the CLI options they stand for.
+CLI_NAMES = (("weight_std", "--weight-std"), ("bias_std", "--bias-std"),
+             ("t_method", "--t-method"), ("activation", "--activation"),
+             ("depth", "--depth"))
+
+
+def cli_message(msg: str) -> str:
+    """A package message in the command line's words: ``weight_std`` -> ``--weight-std``,
+    ``ntk='~ x'`` -> ``--ntk '~ x'``, ``fit(reml=False)`` -> ``--ml``, ...
+
+    Examples
+    --------
+    >>> cli_message("weight_std must be finite and > 0; got -1.0")
+    '--weight-std must be finite and > 0; got -1.0'
+    >>> cli_message("pass a formula instead, e.g. ntk='~ C(g) + ...', to expand them")
+    "pass a formula instead, e.g. --ntk '~ C(g) + ...', to expand them"
+    """
+    import re
+
+    msg = re.sub(r"\bntk=", "--ntk ", msg)
+    msg = re.sub(r"\bfit\(reml=False\)", "--ml", msg)
+    msg = re.sub(r"\bfit\(t_method=(['\"])(\w+)\1\)", r"--t-method \2", msg)
+    for name, option in CLI_NAMES:
+        msg = re.sub(rf"(?<![\w-]){name}=(['\"])(\w+)\1", rf"{option} \2", msg)
+        if "_" in name:  # an identifier, never an English word
+            msg = re.sub(rf"(?<![\w-]){name}\b(?!\()", option, msg)
+    return msg
+
+
+def _fail(argument: str | None, exc: BaseException) -> SystemExit:
+    """``mixednn fit: error: argument X: message``, as argparse words its own errors."""
+    msg = cli_message(str(exc.args[0]) if exc.args else str(exc))
+    for name in (argument, dict((o, n) for n, o in CLI_NAMES).get(argument)):
+        if name and msg.startswith(name + " must"):  # "depth must be ..." -> "must be ..."
+            msg = msg[len(name) + 1:]
+    where = f"argument {argument}: " if argument else ""
+    return SystemExit(f"mixednn fit: error: {where}{msg}")
+
+
+def _network_option(msg: str) -> str | None:
+    """The CLI option that an error of ``MLP(...)`` is about."""
+    import re
+
+    for name, option in CLI_NAMES:
+        if re.search(rf"\b{name}\b", msg, flags=re.IGNORECASE):
+            return option
+    return None
+
+
+def _model_argument(msg: str, args: argparse.Namespace) -> str | None:
+    """Which argument a data/formula error is about: FORMULA or ``--ntk`` (None: unknown)."""
+    if f"formula {args.formula!r}" in msg:
+        return "FORMULA"
+    if "network input" in msg or "network-input" in msg or "ntk" in msg \
+            or (args.ntk and args.ntk in msg):
+        return "--ntk"
+    if "the response" in msg or "formula must be" in msg:
+        return "FORMULA"
+    return None
+
+
 def _fit(args: argparse.Namespace) -> int:
     df = _read_data(args.data)
     ntk = args.ntk
-    if ntk is not None and "~" not in ntk:
+    if ntk is None:
+        raise SystemExit("mixednn fit: error: argument --ntk is required: the network inputs, "
+                         "as '~ x2 + x3' or 'x2,x3'")
+    if "~" not in ntk:
         ntk = [c.strip() for c in ntk.split(",") if c.strip()]
+        if not ntk:
+            raise SystemExit("mixednn fit: error: argument --ntk: names no column; give "
+                             "'x2,x3' or '~ x2 + x3'")
     try:
-        model = MixedLMNTK.from_formula(
-            args.formula, df, ntk=ntk,
-            network=MLP(depth=args.depth, activation=args.activation,
-                        weight_std=args.weight_std, bias_std=args.bias_std))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = model.fit(reml=not args.ml, t_method=args.t_method)
+        network = MLP(depth=args.depth, activation=args.activation,
+                      weight_std=args.weight_std, bias_std=args.bias_std)
+    except (ValueError, TypeError) as exc:
+        raise _fail(_network_option(str(exc)), exc) from None
+    try:
+        model = MixedLMNTK.from_formula(args.formula, df, ntk=ntk, network=network)
     except (ValueError, KeyError, TypeError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
-        raise SystemExit(f"mixednn: error: {msg}") from None
+        raise _fail(_model_argument(str(exc.args[0]) if exc.args else str(exc), args),
+                    exc) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = model.fit(reml=not args.ml, t_method=args.t_method)
+            if args.json:
+                tests = zero_tests(res, lr_null=args.lr_null, nsim=args.nsim, seed=args.seed)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail(None, exc) from None
     if args.json:
         def num(v):  # JSON has no NaN or infinity
             return float(v) if v is not None and math.isfinite(v) else None
 
         lo, hi = res.t_conf_int()
+        s_lo, s_hi = res.scale_conf_int()
+        ci = res.conf_int()
         check = res.auto_check
         out = {
             "method": res.method, "nobs": res.nobs, "rows_dropped": model.data.n_dropped,
@@ -153,9 +257,15 @@ def _fit(args: argparse.Namespace) -> int:
             "t": res.t, "t_method": res.t_method, "t_reml": res.t_reml,
             "auto_check": None if check is None else check.reason,
             "t_se": None if res.boundary else num(res.t_se), "t_ci": [num(lo), num(hi)],
-            "scale": res.scale, "scale_se": res.scale_se, "edf": res.edf,
-            "params": res.params.to_dict(), "bse": res.bse.to_dict(),
-            "pvalues": res.pvalues.to_dict(), "network": model.kernel_source.description,
+            "scale": res.scale, "scale_se": res.scale_se, "scale_ci": [num(s_lo), num(s_hi)],
+            "edf": res.edf,
+            "params": res.params.to_dict(), "bse": {k: num(v) for k, v in res.bse.items()},
+            "pvalues": {k: num(v) for k, v in res.pvalues.items()},
+            "conf_int": {k: [num(ci.loc[k, 0]), num(ci.loc[k, 1])] for k in ci.index},
+            "tests_t0": {rec["test"]: {k: (num(v) if isinstance(v, float) else v)
+                                       for k, v in rec.items() if k not in ("test", "label")}
+                         for rec in tests},
+            "network": model.kernel_source.description,
             "warnings": [str(w.message) for w in caught],
         }
         print(json.dumps(out, indent=2))
@@ -172,6 +282,16 @@ def _datasets(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 70, "display.width", 160):
         print(datasets.list().to_string(index=False))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rule for the training time t (default: the likelihood's t, with a "
                           "prediction check as a diagnostic; auto = let that check replace it "
                           "by GCV's t)")
-    fit.add_argument("--json", action="store_true", help="print results as JSON")
+    fit.add_argument("--json", action="store_true",
+                     help="print results as JSON, with the coefficient intervals and the "
+                          "tests of t = 0")
+    fit.add_argument("--lr-null", default="simulate", choices=("simulate", "mixture"),
+                     help="null of the likelihood-ratio test of t = 0 in --json: simulated "
+                          "exact null (default) or the asymptotic 50:50 chi2 mixture")
+    fit.add_argument("--nsim", type=_positive_int, default=2000,
+                     help="simulations for --lr-null simulate (default 2000)")
+    fit.add_argument("--seed", type=int, default=0,
+                     help="seed of those simulations (default 0)")
     fit.set_defaults(func=_fit)
     ds = sub.add_parser("datasets", help="list the bundled datasets")
     ds.set_defaults(func=_datasets)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .exceptions import BoundaryFitWarning, InterpolationWarning, MLRefitWarning
+from .exceptions import BoundaryFitWarning, InterpolationWarning, MLRefitWarning, warn_at_caller
 from .hypotheses import InapplicableTest, TestResult
 from .interfaces import FitResults
 from .lrnull import mixture_sf, nesting_map, simulate_lr_null, simulated_pvalue
@@ -84,7 +84,7 @@ def _rhs(names: Sequence[str]) -> str:
 def _describe_ntk(res: FitResults) -> str:
     d = res.model.data
     lhs = d.formula if d.formula else f"{d.endog_name} ~ {_rhs(res.model.exog_names)}"
-    net = getattr(res.model.kernel_source, "description", "kernel")
+    net = res.model.kernel_source.description
     return f"{lhs} + NTK[{net}]"
 
 
@@ -147,8 +147,8 @@ def _same_kernel(a: FitResults, b: FitResults) -> bool:
     la, lb = a.model.profile.lam, b.model.profile.lam
     if la.shape != lb.shape or a.model.profile.trace != b.model.profile.trace:
         return False
-    da = getattr(a.model.kernel_source, "description", None)
-    db = getattr(b.model.kernel_source, "description", None)
+    da = a.model.kernel_source.description
+    db = b.model.kernel_source.description
     return da == db and np.allclose(la, lb, rtol=1e-9, atol=1e-12 * max(float(la.max()), 1e-300))
 
 
@@ -179,7 +179,7 @@ def _choose_criterion(cands: list[_Candidate], refit: bool | None, notes: list[s
     if use_ml and any_reml:
         refitted = [c.name for c in cands if c.network and c.reml]
         msg = "refitting model(s) with ML (instead of REML): " + ", ".join(refitted)
-        warnings.warn(msg, MLRefitWarning, stacklevel=3)  # anova's caller
+        warn_at_caller(msg, MLRefitWarning)  # at anova's caller
         notes.append(msg)
         for c in cands:
             if c.network and c.reml:

@@ -55,6 +55,7 @@ unclustered inputs the landmark rules perform alike; k-means++ gains on clustere
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -62,6 +63,7 @@ import numpy as np
 import scipy.linalg
 
 from .kernels import MLP
+from .persistence import UserFunction
 from .rows import LANDMARK_RULES, RowChunk, pool_size, row_keys, smallest_keys
 
 __all__ = ["FeatureMap", "NystromFeatures", "JacobianFeatures", "FunctionFeatures",
@@ -90,6 +92,10 @@ class FeatureMap:
     exact: bool = True
     description: str = "feature map"
     kind: str = "features"
+    #: landmark rows a Nystrom map evaluates the kernel at (0 for other maps)
+    n_landmarks: int = 0
+    #: the kernel ``k(Z1, Z2)`` that the features approximate (None: exact features)
+    kernel: Any = None
 
     def __call__(self, Z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -137,7 +143,8 @@ class FunctionFeatures(FeatureMap):
             raise TypeError("fn must be callable: Z (n x d) -> features (n x m)")
         if int(dim) != dim or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.fn = fn
+        self.fn = UserFunction(fn, "FunctionFeatures(fn, ...)",
+                               "def my_features(Z): return ... at the top of a module")
         self.dim = int(dim)
         self.description = description or f"user feature map ({self.dim} features): K = Phi Phi^T"
 
@@ -439,9 +446,9 @@ def _landmark_kernel(model: Any) -> tuple[Callable, Callable[[np.ndarray], np.nd
         raise ValueError("low_rank= needs a kernel that can be evaluated at new inputs "
                          "(network= or a kernel function); a precomputed n x n matrix already "
                          "holds the dense kernel")
-    desc = "analytic NTK" if src.network is not None and getattr(src.network, "width", 1) is None \
+    desc = "analytic NTK" if isinstance(src.network, MLP) and src.network.width is None \
         else "kernel"
-    return src.cross, (lambda Z: kernel_diagonal(src, Z)), desc
+    return src.cross, functools.partial(kernel_diagonal, src), desc  # picklable, unlike a lambda
 
 
 def scan_pool(source: Any, size: int, seed: int) -> np.ndarray:

@@ -9,18 +9,33 @@ errors that name the problem and its fix.  Input frames are never modified.
 
 from __future__ import annotations
 
+import importlib
+import pickle
 import re
+import types
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
 import patsy
+import patsy.builtins
+import scipy.linalg
 from patsy import EvalEnvironment, ModelDesc, NAAction
 from patsy.desc import INTERCEPT
+from patsy.eval import ast_names
 
-__all__ = ["DesignData", "InputScaling", "build_from_formula", "build_from_arrays",
-           "rebuild_exog", "rebuild_ntk_inputs", "check_fixed_effects"]
+from .exceptions import DataRemovedError
+from .persistence import UserFunction
+
+__all__ = ["DesignData", "RowlessDesign", "InputScaling", "build_from_formula",
+           "aliased_columns", "check_row_count", "check_no_inf", "plain_dtypes",
+           "check_formula_columns", "check_bar_terms", "check_network_factors",
+           "explicit_categorical", "many_levels", "NUMERIC_TEXT_SHARE", "complete_new_rows",
+           "build_from_arrays", "rebuild_exog", "rebuild_ntk_inputs", "check_fixed_effects",
+           "formula_namespace", "formula_design_infos", "same_design_info",
+           "minimal_reference_frame", "removed_rows_error", "picklable_namespace",
+           "restored_namespace", "ModuleReference"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,8 @@ class DesignData:
     offset: np.ndarray
     #: rows held in memory (a streamed design, :mod:`mixednn.streaming`, sets True)
     streamed: ClassVar[bool] = False
+    #: the training rows were left out of a saved fit (:class:`RowlessDesign`)
+    rows_removed: ClassVar[bool] = False
     endog_name: str = "y"
     exog_names: list[str] = field(default_factory=list)
     ntk_names: list[str] = field(default_factory=list)
@@ -77,10 +94,124 @@ class DesignData:
     offset_spec: Any = None  # column name, "array", or None
     formula: str | None = None
     ntk_formula: str | None = None
+    #: the formula columns of the training frame (positional index): patsy is re-run on
+    #: them to rebuild the design infos when a saved fit is loaded (patsy cannot pickle them)
+    design_frame: pd.DataFrame | None = field(default=None, repr=False)
+    #: the names from the caller's environment that the formulas use (beyond the data)
+    formula_namespace: dict | None = field(default=None, repr=False)
 
     @property
     def nobs(self) -> int:
         return int(self.endog.shape[0])
+
+    # -- pickling: patsy refuses to pickle its design infos, so they are rebuilt --------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.formula is None or self.exog_design_info is None:
+            return state
+        if self.design_frame is None:
+            raise pickle.PicklingError("this formula model keeps no formula columns, so its patsy "
+                                       "design info cannot be rebuilt on loading")
+        if not self.__dict__.get("_rebuild_checked"):
+            got = self.rebuild_design_infos(self.design_frame)
+            if not (same_design_info(got[0], self.exog_design_info)
+                    and same_design_info(got[1], self.ntk_design_info)):
+                raise pickle.PicklingError(
+                    f"cannot save this fit: re-running patsy on the columns "
+                    f"{list(self.design_frame.columns)} of the training data does not give the "
+                    f"design of the formula {self.formula!r} back (a formula name that is not a "
+                    "column?)")
+            self._rebuild_checked = True
+        state["_rebuild_checked"] = True
+        state["exog_design_info"] = None
+        state["ntk_design_info"] = None
+        state["formula_namespace"] = picklable_namespace(self.formula_namespace or {})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.formula_namespace:
+            self.formula_namespace = restored_namespace(self.formula_namespace)
+        if self.formula is not None and self.design_frame is not None \
+                and self.exog_design_info is None:
+            self.exog_design_info, self.ntk_design_info = \
+                self.rebuild_design_infos(self.design_frame)
+
+    def rebuild_design_infos(self, frame: pd.DataFrame) -> tuple[Any, Any]:
+        """The patsy design infos of the formulas, re-built from ``frame`` (formula columns)."""
+        return formula_design_infos(self.formula, self.ntk_formula, frame,
+                                    self.formula_namespace or {})
+
+    def without_rows(self, keep_inputs: bool = False) -> "RowlessDesign":
+        """A copy without the training rows, for a fit saved with ``remove_data=True``.
+
+        Left out: ``endog``, ``exog``, ``offset``, ``row_labels``, ``row_positions`` and,
+        unless ``keep_inputs``, ``ntk_inputs`` (the kernel's cross-kernel needs them).  Of
+        the formula columns only the rows that patsy needs to rebuild the same design
+        infos are kept (:func:`minimal_reference_frame`): none beyond one per categorical
+        level, or all of them when the formulas use stateful transforms such as
+        ``center(x)``, whose parameters patsy learns from every row.
+        """
+        removed = {"endog", "exog", "offset", "row_labels", "row_positions"}
+        if not keep_inputs:
+            removed.add("ntk_inputs")
+        state = {k: v for k, v in self.__dict__.items() if k not in removed}
+        state["saved_nobs"] = self.nobs
+        if self.formula is not None and self.design_frame is not None \
+                and self.exog_design_info is not None:
+            state["design_frame"] = minimal_reference_frame(
+                self.design_frame, self.rebuild_design_infos,
+                (self.exog_design_info, self.ntk_design_info))
+        new = RowlessDesign.__new__(RowlessDesign)
+        new.__dict__.update(state)
+        return new
+
+
+def removed_rows_error(what: str) -> DataRemovedError:
+    """The error for training rows that a fit saved with ``remove_data=True`` left out."""
+    return DataRemovedError(
+        f"the training data ({what}) were removed when this fit was saved with "
+        "remove_data=True, and this needs them; refit the model on the data or save it without "
+        "remove_data (predictions at new rows still work)")
+
+
+def _removed_field(name: str) -> property:
+    def get(self: Any) -> Any:
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise removed_rows_error(name) from None
+
+    def put(self: Any, value: Any) -> None:
+        self.__dict__[name] = value
+
+    return property(get, put, doc=f"``{name}``, or DataRemovedError when it was removed")
+
+
+class RowlessDesign(DesignData):
+    """A :class:`DesignData` whose training rows were left out when the fit was saved
+    (``remove_data=True``, :meth:`DesignData.without_rows`): reading them raises
+    :class:`~mixednn.exceptions.DataRemovedError`; names, counts and the design infos
+    (for new rows) remain."""
+
+    endog = _removed_field("endog")
+    exog = _removed_field("exog")
+    offset = _removed_field("offset")
+    ntk_inputs = _removed_field("ntk_inputs")
+    row_labels = _removed_field("row_labels")
+    row_positions = _removed_field("row_positions")
+    rows_removed = True
+
+    @property
+    def nobs(self) -> int:
+        return int(self.__dict__["saved_nobs"])
+
+    def without_rows(self, keep_inputs: bool = False) -> "RowlessDesign":
+        return self
+
+    def __repr__(self) -> str:
+        return (f"RowlessDesign(nobs={self.nobs}, endog_name={self.endog_name!r}, "
+                f"exog_names={self.exog_names!r}, ntk_names={self.ntk_names!r})")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -93,15 +224,36 @@ def _as_float_column(values: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _check_no_inf(values: np.ndarray, names: Sequence[str], what: str) -> None:
+def check_no_inf(values: np.ndarray, names: Sequence[str], what: str,
+                 labels: Sequence[Any] | None = None,
+                 describe_row: Callable[[Any], str] | None = None) -> None:
+    """Raise a ValueError naming the columns and the first row with infinite values.
+
+    Parameters
+    ----------
+    values : ndarray
+        One column per name (a vector is one column).
+    names : sequence of str
+        Column names, for the message.
+    what : str
+        What the values are ("the network inputs").
+    labels : sequence, optional
+        Row labels (the caller's index), for the message; positions by default.
+    describe_row : callable, optional
+        Turns a row label into words (``"row 7 (line 9 of big.csv)"``).
+    """
+    if values.size == 0:
+        return
     arr = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
     bad = np.isinf(arr)
     if bad.any():
         cols = [names[j] if j < len(names) else str(j) for j in np.flatnonzero(bad.any(axis=0))]
-        nrows = int(bad.any(axis=1).sum())
+        rows = np.flatnonzero(bad.any(axis=1))
+        first = rows[0] if labels is None else labels[rows[0]]
+        where = describe_row(first) if describe_row is not None else f"row {first!r}"
         raise ValueError(
-            f"{what} contains infinite values in column(s) {cols} ({nrows} row(s)); "
-            "remove or recode those rows before fitting")
+            f"{what} contains infinite values in column(s) {cols} ({rows.size} row(s); the "
+            f"first is {where}); remove or recode those rows before fitting")
 
 
 def columns_mentioned(frame: pd.DataFrame, text: str) -> list[str]:
@@ -111,6 +263,187 @@ def columns_mentioned(frame: pd.DataFrame, text: str) -> list[str]:
         if isinstance(c, str) and re.search(r"(?<![\w.])" + re.escape(c) + r"(?![\w])", text):
             out.append(c)
     return out
+
+
+#: A text column counts as numbers gone wrong (one stray text value in a numeric column)
+#: when at least this share of its values parse as numbers ...
+NUMERIC_TEXT_SHARE = 0.9
+
+
+def many_levels(k: int, n: int) -> bool:
+    """Whether k levels in n rows is "about one level per row": at least 20 levels and
+    at least half as many levels as rows (a factor that no fit can estimate)."""
+    return k >= max(20, n / 2)
+
+
+def plain_dtypes(frame: pd.DataFrame, columns: Sequence[Any] | None = None) -> pd.DataFrame:
+    """``frame`` with pandas' nullable columns made plain: what patsy and numpy read.
+
+    Nullable numbers (``Int64``, ``Float64``) become float64 with NaN, nullable booleans
+    and strings (``boolean``, ``string``) object columns with None, so that ``pd.NA`` is a
+    missing value (dropped, or refused with ``missing="raise"``) instead of an error.
+    ``frame`` itself is never modified (a shallow copy is changed, only when needed).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    columns : sequence, optional
+        The columns to convert (all by default).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"a": pd.array([1, None], dtype="Int64")})
+    >>> plain_dtypes(df)["a"].tolist(), df["a"].dtype
+    ([1.0, nan], Int64Dtype())
+    """
+    out = frame
+    for c in frame.columns if columns is None else columns:
+        if c not in frame.columns:
+            continue
+        col = frame[c]
+        if not isinstance(col, pd.Series):  # duplicated column names: patsy reports them
+            continue
+        dt = col.dtype
+        if not isinstance(dt, pd.api.extensions.ExtensionDtype) or isinstance(
+                dt, (pd.CategoricalDtype, pd.DatetimeTZDtype, pd.PeriodDtype,
+                     pd.IntervalDtype, pd.SparseDtype)):
+            continue
+        if out is frame:
+            out = frame.copy(deep=False)
+        if pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt):
+            out[c] = pd.Series(col.to_numpy(dtype=float, na_value=np.nan), index=col.index)
+        else:
+            values = np.array(col.astype(object), dtype=object)  # a writable copy
+            values[col.isna().to_numpy()] = None
+            out[c] = pd.Series(values, index=col.index, dtype=object)
+    return out
+
+
+def explicit_categorical(text: str) -> set[str]:
+    """The names a formula wraps in ``C(...)`` (also ``C(Q("name"))``): categorical on
+    purpose, so not checked for numbers stored as text."""
+    return set(re.findall(r"\bC\(\s*(?:Q\(\s*[\"'])?([^\s,()\"']+)", text))
+
+
+def check_formula_columns(frame: pd.DataFrame, text: str, labels: Sequence[Any] | None = None,
+                          describe_row: Callable[[Any], str] | None = None) -> None:
+    """Refuse columns that patsy would silently turn into about one dummy column per row.
+
+    * Numbers stored as text: an object (or string) column whose values nearly all parse
+      as numbers (at least :data:`NUMERIC_TEXT_SHARE` of them) and that has about a level
+      per row (:func:`many_levels`) -- typically one stray text value (``"oops"``,
+      ``"n/a"``) in a numeric column.  The error names the column and the first value
+      that is not a number, and suggests ``pd.to_numeric``.
+    * Dates and times (not wrapped in ``C()``): patsy would make them a factor with one
+      level per distinct date; they must be converted to numbers first.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The data (positional index when ``labels`` is given).
+    text : str
+        The formula text(s): the columns it mentions are checked.
+    labels : sequence, optional
+        The caller's row labels, by position, for the message.
+    describe_row : callable, optional
+        Turns a row label into words (``"row 7 (line 9 of big.csv)"``).
+    """
+    wrapped = explicit_categorical(text)
+    for c in columns_mentioned(frame, text):
+        col = frame[c]
+        if not isinstance(col, pd.Series) or c in wrapped:
+            continue
+        dt = col.dtype
+        if pd.api.types.is_datetime64_any_dtype(dt) or isinstance(dt, pd.PeriodDtype):
+            raise TypeError(
+                f"column {c!r} holds dates ({dt}), which patsy would turn into a categorical "
+                f"factor with one level per distinct date ({col.nunique()} levels in "
+                f"{len(col)} rows). Convert it to a number first, e.g. "
+                f"df['{c}_days'] = (df[{c!r}] - df[{c!r}].min()).dt.days (or use "
+                f"df[{c!r}].dt.year, .dt.dayofyear, ...), or write C({c}) for one effect per date")
+        if not (pd.api.types.is_object_dtype(dt) or pd.api.types.is_string_dtype(dt)):
+            continue
+        values = col.dropna()
+        if len(values) < 2 or not many_levels(values.nunique(), len(values)) \
+                or values.map(type).isin([bool, np.bool_]).any():
+            continue  # (few levels: an ordinary categorical variable)
+        parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        if parsed.mean() < NUMERIC_TEXT_SHARE:
+            continue
+        fix = (f"convert it first, e.g. df[{c!r}] = pd.to_numeric(df[{c!r}], errors='coerce') "
+               "(values that are not numbers become missing, and those rows are dropped), or "
+               "correct the value in the data")
+        if parsed.all():
+            raise ValueError(
+                f"column {c!r} holds numbers stored as text (e.g. {values.iloc[0]!r}), which "
+                f"patsy would turn into a categorical factor with {values.nunique()} levels in "
+                f"{len(col)} rows; {fix}")
+        first = np.flatnonzero(~parsed)[0]
+        label = values.index[first] if labels is None else labels[values.index[first]]
+        where = describe_row(label) if describe_row is not None else f"row {label!r}"
+        raise ValueError(
+            f"column {c!r} looks numeric but holds text: {values.iloc[first]!r} in {where}"
+            f"{f' and {int((~parsed).sum()) - 1} more value(s)' if (~parsed).sum() > 1 else ''}"
+            f". As text it would become a categorical factor with {values.nunique()} levels "
+            f"in {len(col)} rows; {fix}")
+
+
+def check_bar_terms(formula: str, what: str = "formula") -> None:
+    """Refuse lme4's bar syntax (``(1 | g)``, ``(x || g)``) for group random effects.
+
+    patsy would read ``1 | g`` as Python's bitwise or and fit it as a fixed effect.
+    A bar outside any function call (``I(a | b)`` is allowed) raises a ValueError
+    naming the term and suggesting ``C(g)`` as a fixed effect meanwhile.
+
+    Parameters
+    ----------
+    formula : str
+        The formula text.
+    what : str
+        Which formula, for the message ("formula", "network-input formula").
+    """
+    stack: list[tuple[int, bool]] = []  # (position of "(", whether it opens a call)
+    quote = None
+    for i, ch in enumerate(formula):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "(":
+            before = formula[:i].rstrip()
+            stack.append((i, bool(before) and (before[-1].isalnum() or before[-1] in "_.)]")))
+        elif ch == ")":
+            if stack:
+                stack.pop()
+        elif ch == "|" and not any(call for _, call in stack):
+            term = _bar_term(formula, i, stack[0][0] if stack else None)
+            group = term.split("|")[-1].strip(" ()|") or "g"
+            raise ValueError(
+                f"the {what} {formula!r} has the term {term!r}: lme4's syntax for a random "
+                "effect by group. mixednn does not support group random effects yet (its one "
+                "random effect is the network), and patsy would fit that term as a fixed "
+                f"effect (Python's bitwise or). Meanwhile model the groups as a fixed effect: "
+                f"replace {term!r} by C({group}) (for a logical or of two columns write "
+                "I(a | b))")
+
+
+def _bar_term(formula: str, at: int, opened: int | None) -> str:
+    """The term around the bar at ``at``: its bracketed group, or its ``+`` segment."""
+    if opened is not None:
+        depth = 0
+        for j in range(opened, len(formula)):
+            depth += {"(": 1, ")": -1}.get(formula[j], 0)
+            if depth == 0:
+                return formula[opened:j + 1]
+        return formula[opened:]
+    left = max(formula.rfind("+", 0, at), formula.rfind("~", 0, at)) + 1
+    right = formula.find("+", at)
+    return formula[left:right if right >= 0 else len(formula)].strip()
 
 
 def capture_env(eval_env: int | EvalEnvironment) -> EvalEnvironment:
@@ -139,48 +472,123 @@ def ntk_desc(ntk: str) -> ModelDesc:
     return desc
 
 
-def check_fixed_effects(exog: np.ndarray, names: Sequence[str]) -> None:
-    """Raise if the fixed-effects design is rank deficient, naming the aliased columns."""
-    n, p = exog.shape
+def aliased_columns(A: np.ndarray, rtol: float = 1e-10) -> tuple[int, list[int]]:
+    """The rank of ``A`` and its aliased columns, from one pivoted QR.
+
+    A column is aliased when it lies in the span of the earlier columns kept (to
+    ``rtol`` relative to its own norm): greedy in design order, as R's ``lm`` and lme4
+    drop terms, so the later of two collinear columns is named.  The columns are scaled
+    to unit norm, one pivoted QR ``A P = Q R`` gives the rank r, and the greedy pass runs
+    on the r x p coordinates ``R P^T`` (not on the n rows): O(n p^2) in all, where a
+    solve per column would cost O(n p^3).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n, p)
+        The design, or any matrix with the same ``A^T A`` (a square root of ``X^T X``).
+        No column may be zero.
+    rtol : float
+        Relative size of the part of a column outside the span of the earlier columns
+        below which it counts as aliased.
+
+    Returns
+    -------
+    (int, list of int)
+        The rank and the positions of the aliased columns (``p - rank`` of them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(6.0)
+    >>> aliased_columns(np.column_stack([np.ones(6), x, 2 * x]))
+    (2, [2])
+    """
+    n, p = A.shape
+    if p == 0:
+        return 0, []
+    B = A / np.linalg.norm(A, axis=0)
+    R, piv = scipy.linalg.qr(B, mode="r", pivoting=True)
+    k = min(n, p)
+    tol = max(rtol, 10 * max(n, p) * np.finfo(float).eps)
+    rank = int((np.abs(np.diag(R[:k, :k])) > tol).sum())
+    if rank == p:
+        return p, []
+    C = np.empty((rank, p))
+    C[:, piv] = R[:rank, :]  # coordinates of every column in the span of the first r pivots
+    basis = np.empty((rank, rank))
+    kept = 0
+    aliased = []
+    for j in range(p):
+        c = C[:, j]
+        for _ in range(2):  # Gram-Schmidt twice is enough
+            if kept:
+                c = c - basis[:, :kept] @ (basis[:, :kept].T @ c)
+        size = float(np.linalg.norm(c))
+        if kept == rank or size <= tol:
+            aliased.append(j)
+        else:
+            basis[:, kept] = c / size
+            kept += 1
+    if len(aliased) != p - rank:  # a column at the tolerance's edge: the pivots decide
+        aliased = sorted(int(j) for j in piv[rank:])
+    return rank, aliased
+
+
+def check_fixed_effects(exog: np.ndarray, names: Sequence[str], *, rtol: float = 1e-10,
+                        gram: bool = False) -> None:
+    """Raise if the fixed-effects design is rank deficient, naming the aliased columns.
+
+    Parameters
+    ----------
+    exog : ndarray
+        The design (n x p), or with ``gram=True`` its Gram matrix ``X^T X`` (p x p, the
+        streamed fits' sufficient statistic).
+    names : sequence of str
+        Column names.
+    rtol : float
+        As for :func:`aliased_columns` (relative to the column's norm; for a Gram
+        matrix, relative to the square root of its diagonal).
+    gram : bool
+        Whether ``exog`` is ``X^T X``.
+    """
+    p = exog.shape[1]
     if p == 0:
         return
-    import scipy.linalg
-
-    zero = [names[j] for j in range(p) if not np.any(exog[:, j])]
+    norms = np.sqrt(np.maximum(np.diag(exog), 0.0)) if gram else np.linalg.norm(exog, axis=0)
+    zero = [names[j] for j in range(p) if not norms[j] > 0]
     if zero:
         raise ValueError(
             f"fixed-effects column(s) {zero} are all zero on the rows used (often a categorical "
             "level absent from this subset); drop or merge that level, or remove the term")
-    # Greedy in design order, as R's lm/lme4 do: a column is aliased when it lies in
-    # the span of the earlier kept columns, so the later of two collinear terms is named.
-    _, R, _ = scipy.linalg.qr(exog, mode="economic", pivoting=True)
-    tol = max(n, p) * np.finfo(float).eps * abs(R[0, 0]) * 10
-    rank = int((np.abs(np.diag(R)) > tol).sum())
-    if rank < p:
-        kept: list[int] = []
-        aliased = []
-        for j in range(p):
-            col = exog[:, j]
-            if kept:
-                Q, _ = np.linalg.qr(exog[:, kept])
-                col = col - Q @ (Q.T @ col)
-            if np.linalg.norm(col) <= 1e-9 * max(np.linalg.norm(exog[:, j]), 1e-300) or \
-                    np.linalg.norm(col) <= tol:
-                aliased.append(names[j])
-            else:
-                kept.append(j)
+    if gram:  # a square root S of the Gram matrix (S^T S = X^T X) has X's R factor
+        G = exog / np.outer(norms, norms)
+        w, V = np.linalg.eigh(0.5 * (G + G.T))
+        A = np.sqrt(np.maximum(w, 0.0))[:, None] * V.T * norms
+    else:
+        A = exog
+    rank, aliased = aliased_columns(A, rtol)
+    if aliased:
+        named = [names[j] for j in aliased]
+        shown = f"{named}" if len(named) <= 10 else f"{named[:10]} ... ({len(named)} in all)"
         raise ValueError(
             f"the fixed-effects design is rank deficient (rank {rank} < {p} columns): "
-            f"column(s) {aliased} are linear combinations of the earlier columns; remove those "
+            f"column(s) {shown} are linear combinations of the earlier columns; remove those "
             "terms or merge categorical levels")
 
 
-def _validate_response(y: np.ndarray, name: str, p: int) -> None:
-    n = y.shape[0]
+def check_row_count(n: int, p: int) -> None:
+    """Raise unless there are more rows than fixed effects plus the residual variance
+    (``n > p + 1``); checked before the rank, which a handful of rows cannot have."""
+    if n == 0:
+        raise ValueError("no complete rows to fit")
     if n <= p + 1:
         raise ValueError(
             f"{n} observation(s) for {p} fixed effect(s) plus the residual variance: need "
             f"n > p + 1 (at least {p + 2} complete rows)")
+
+
+def _validate_response(y: np.ndarray, name: str, p: int) -> None:
+    check_row_count(y.shape[0], p)
     if np.ptp(y) == 0:
         raise ValueError(f"the response {name!r} is constant; there is nothing to model")
 
@@ -213,12 +621,25 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     DesignData
     """
     _check_formula_options(formula, data, missing)
+    check_bar_terms(formula)
+    if isinstance(ntk, str):
+        check_bar_terms(ntk, "network-input formula")
+    if len(data) == 0:
+        raise ValueError("data has no rows (an empty data frame): nothing to fit")
     env = capture_env(eval_env if isinstance(eval_env, EvalEnvironment) else eval_env + 1)
-    # Positional index so that rows can be aligned across designs whatever the user's index.
+    texts = formula + " " + (ntk if isinstance(ntk, str) else " ".join(
+        map(str, [] if ntk is None else [ntk] if isinstance(ntk, (int, np.integer)) else ntk)))
+    # Positional index so that rows can be aligned across designs whatever the user's index;
+    # pandas' nullable columns (pd.NA) made plain; the caller's frame is never modified.
     frame = data.reset_index(drop=True)
+    frame = plain_dtypes(frame, columns_mentioned(frame, texts)
+                         + ([offset] if isinstance(offset, str) else []))
+    check_formula_columns(frame, texts, labels=data.index)
     na = NAAction(NA_types=["None", "NaN"])
     y_df, X_df = _response_and_design(formula, frame, env, na)
     Z_df, ntk_formula, ntk_columns = _network_input_frame(ntk, frame, env, na)
+    if ntk_formula is not None:
+        check_network_factors(Z_df.design_info, ntk_formula, len(frame))
     off, offset_spec = _offset_values(offset, frame)
     keep = _complete_rows(y_df, Z_df, off if offset is not None else None)
     n_dropped = len(frame) - len(keep)
@@ -226,7 +647,7 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
         _raise_missing(n_dropped, frame, formula + " " + (ntk_formula or " ".join(
             map(str, ntk_columns or []))), offset)
     if len(keep) == 0:
-        raise ValueError("no complete rows remain after dropping missing values")
+        _raise_no_complete_rows(frame, texts, offset)
     pos = keep.to_numpy()
     y = y_df.loc[keep].to_numpy(dtype=float).ravel()
     X = X_df.loc[keep].to_numpy(dtype=float)
@@ -235,13 +656,19 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     exog_names = list(X_df.columns)
     ntk_names = list(Z_df.columns) if Z_df is not None else []
     endog_name = str(y_df.columns[0])
-    _check_design_values(y, X, Z, offset_arr, endog_name, exog_names, ntk_names)
+    _check_design_values(y, X, Z, offset_arr, endog_name, exog_names, ntk_names,
+                         labels=data.index[pos])
+    infos = [y_df.design_info, X_df.design_info, getattr(Z_df, "design_info", None)]
+    codes = [f.code for info in infos if info is not None for f in info.factor_infos]
+    formula_text = formula + " " + (ntk_formula or "")
     return DesignData(
         endog=y, exog=X, ntk_inputs=Z, offset=offset_arr, endog_name=endog_name,
         exog_names=exog_names, ntk_names=ntk_names, row_labels=data.index[pos],
         row_positions=pos, n_input_rows=len(frame), n_dropped=n_dropped,
         exog_design_info=X_df.design_info, ntk_design_info=getattr(Z_df, "design_info", None),
-        ntk_columns=ntk_columns, offset_spec=offset_spec, formula=formula, ntk_formula=ntk_formula)
+        ntk_columns=ntk_columns, offset_spec=offset_spec, formula=formula, ntk_formula=ntk_formula,
+        design_frame=frame[columns_mentioned(frame, formula_text)],
+        formula_namespace=formula_namespace(env, codes, frame.columns))
 
 
 def _check_formula_options(formula: Any, data: Any, missing: str) -> None:
@@ -259,7 +686,7 @@ def _response_and_design(formula: str, frame: pd.DataFrame, env: EvalEnvironment
     try:
         y_df, X_df = patsy.dmatrices(formula, frame, eval_env=env, NA_action=na,
                                      return_type="dataframe")
-    except patsy.PatsyError as exc:
+    except (patsy.PatsyError, SyntaxError) as exc:
         raise ValueError(patsy_message(exc, formula, frame)) from None
     if y_df.shape[1] != 1:
         raise ValueError(
@@ -279,8 +706,9 @@ def _network_input_frame(ntk: str | Sequence[str] | None, frame: pd.DataFrame,
         try:
             Z_df = patsy.dmatrix(ntk_desc(ntk), frame, eval_env=env, NA_action=na,
                                  return_type="dataframe")
-        except patsy.PatsyError as exc:
+        except (patsy.PatsyError, SyntaxError) as exc:
             raise ValueError(patsy_message(exc, ntk, frame)) from None
+        check_network_factors(Z_df.design_info, ntk)  # (levels per row: build_from_formula)
         return Z_df, ntk, None
     ntk_columns = [ntk] if isinstance(ntk, (int, np.integer)) else list(ntk)
     if not ntk_columns:
@@ -291,13 +719,45 @@ def _network_input_frame(ntk: str | Sequence[str] | None, frame: pd.DataFrame,
                        f"available: {list(frame.columns)}")
     non_numeric = [c for c in ntk_columns
                    if not (pd.api.types.is_numeric_dtype(frame[c])
-                           or pd.api.types.is_bool_dtype(frame[c]))]
+                           or pd.api.types.is_bool_dtype(frame[c])
+                           or frame[c].dropna().map(type).isin([bool, np.bool_]).all())]
     if non_numeric:
         raise TypeError(
             f"network input column(s) {non_numeric} are not numeric; pass a formula "
             f"instead, e.g. ntk='~ C({non_numeric[0]}) + ...', to expand them")
     Z_df = frame[ntk_columns].astype(float)
     return Z_df.loc[Z_df.notna().all(axis=1)], None, ntk_columns
+
+
+def check_network_factors(info: Any, ntk: str, n: int | None = None) -> None:
+    """Refuse network inputs that a one-sided formula would expand into indicators by
+    accident: a non-numeric column not written ``C(...)`` (the list form ``ntk=[...]``
+    refuses it too), or a categorical input with about a level per row.
+
+    Parameters
+    ----------
+    info : patsy.DesignInfo
+        The design info of the network-input formula.
+    ntk : str
+        The formula, for the message.
+    n : int, optional
+        Number of rows (None: unknown, levels per row not checked).
+    """
+    for factor, fi in info.factor_infos.items():
+        if fi.type != "categorical" or set(fi.categories) <= {False, True}:
+            continue
+        code = factor.code
+        k = len(fi.categories)
+        if not code.replace(" ", "").startswith("C("):
+            raise TypeError(
+                f"network input {code!r} of {ntk!r} is not numeric (a categorical variable with "
+                f"{k} levels); the network needs numbers: write C({code}) in ntk= to give it one "
+                "indicator input per level, or convert the column to numbers")
+        if n is not None and many_levels(k, n):
+            raise ValueError(
+                f"network input {code!r} of {ntk!r} has {k} levels in {n} rows: it would expand "
+                "into about one indicator input per row. Convert the column to numbers instead "
+                "(pd.to_numeric), or leave it out of ntk=")
 
 
 def _offset_values(offset: Any, frame: pd.DataFrame) -> tuple[np.ndarray, str | None]:
@@ -326,6 +786,21 @@ def _complete_rows(y_df: pd.DataFrame, Z_df: pd.DataFrame | None,
     return keep.sort_values()
 
 
+def _raise_no_complete_rows(frame: pd.DataFrame, texts: str, offset: Any) -> None:
+    """The error when every row misses a value: the columns that are entirely missing,
+    or else those with missing values."""
+    cols = columns_mentioned(frame, texts) + ([offset] if isinstance(offset, str) else [])
+    empty = [c for c in cols if frame[c].isna().all()]
+    if empty:
+        raise ValueError(
+            f"column(s) {empty} are entirely missing (every value is NaN or None), so no row is "
+            "complete; fill them in or remove them from the formulas")
+    partial = [c for c in cols if frame[c].isna().any()]
+    raise ValueError(
+        "no complete rows remain after dropping missing values: every row misses a value in "
+        f"at least one of {partial or 'the variables used'}")
+
+
 def _raise_missing(n_dropped: int, frame: pd.DataFrame, texts: str, offset: Any) -> None:
     """The error of ``missing="raise"``, naming the columns with missing values."""
     cols = [c for c in columns_mentioned(frame, texts) if frame[c].isna().any()]
@@ -338,20 +813,26 @@ def _raise_missing(n_dropped: int, frame: pd.DataFrame, texts: str, offset: Any)
 
 def _check_design_values(y: np.ndarray, X: np.ndarray, Z: np.ndarray | None,
                          offset: np.ndarray, endog_name: str, exog_names: list[str],
-                         ntk_names: list[str]) -> None:
+                         ntk_names: list[str], labels: Sequence[Any] | None = None) -> None:
     """No infinite values, a full-rank fixed-effects design, a usable response."""
-    _check_no_inf(y[:, None], [endog_name], "the response")
-    _check_no_inf(X, exog_names, "the fixed-effects design")
+    check_no_inf(y[:, None], [endog_name], "the response", labels)
+    check_no_inf(X, exog_names, "the fixed-effects design", labels)
     if Z is not None:
-        _check_no_inf(Z, ntk_names, "the network inputs")
-    _check_no_inf(offset[:, None], ["offset"], "the offset")
+        check_no_inf(Z, ntk_names, "the network inputs", labels)
+    check_no_inf(offset[:, None], ["offset"], "the offset", labels)
+    check_row_count(y.shape[0], X.shape[1])
     check_fixed_effects(X, exog_names)
     _validate_response(y, endog_name, X.shape[1])
 
 
 def patsy_message(exc: Exception, formula: str, frame: pd.DataFrame) -> str:
     """A one-line message for a patsy error that names the formula and the fix."""
-    msg = str(exc).splitlines()[0]
+    msg = (str(exc).splitlines() or [type(exc).__name__])[0]
+    odd = [c for c in frame.columns if isinstance(c, str) and not c.isidentifier()
+           and c in formula and f'Q("{c}")' not in formula and f"Q('{c}')" not in formula]
+    if odd:  # "~ z.1" is Python syntax (z, then .1), not the column z.1
+        return (f"could not evaluate formula {formula!r}: {msg}. Column name(s) {odd} are not "
+                f"Python names; quote them in the formula with Q(), e.g. Q(\"{odd[0]}\")")
     if "NameError" in str(exc) or "not defined" in str(exc) or "name" in msg.lower():
         return (f"could not evaluate formula {formula!r}: {msg}. Check the column names; "
                 f"available columns: {list(frame.columns)}")
@@ -421,14 +902,24 @@ def build_from_arrays(endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
     if n_dropped and missing == "raise":
         raise ValueError(f"{n_dropped} row(s) have missing values; use missing='drop' to fit "
                          "on the complete rows")
+    if n and not complete.any():
+        parts = [(f"endog {endog_name!r}", y[:, None], [endog_name]), ("exog", X, exog_names),
+                 ("ntk_inputs", Z, ntk_names), ("offset", off[:, None], ["offset"])]
+        empty = [f"{what} column {names[j]!r}" if what in ("exog", "ntk_inputs") else what
+                 for what, M, names in parts if M is not None and M.size
+                 for j in np.flatnonzero(np.isnan(M).all(axis=0))]
+        raise ValueError(
+            "no complete rows: " + (f"{', '.join(empty)} entirely missing (NaN)" if empty else
+                                    "every row has a NaN in endog, exog, ntk_inputs or offset"))
     pos = np.flatnonzero(complete)
     y, X, off = y[pos], X[pos], off[pos]
     Z = Z[pos] if Z is not None else None
-    _check_no_inf(y[:, None], [endog_name], "endog")
-    _check_no_inf(X, exog_names, "exog")
+    check_no_inf(y[:, None], [endog_name], "endog")
+    check_no_inf(X, exog_names, "exog")
     if Z is not None:
-        _check_no_inf(Z, ntk_names, "ntk_inputs")
-    _check_no_inf(off[:, None], ["offset"], "offset")
+        check_no_inf(Z, ntk_names, "ntk_inputs")
+    check_no_inf(off[:, None], ["offset"], "offset")
+    check_row_count(y.shape[0], X.shape[1])
     check_fixed_effects(X, exog_names)
     _validate_response(y, endog_name, X.shape[1])
     return DesignData(endog=y, exog=X, ntk_inputs=Z, offset=off, endog_name=endog_name,
@@ -456,12 +947,61 @@ def _build_new(info: Any, newdata: pd.DataFrame, what: str) -> np.ndarray:
     return mat.to_numpy(dtype=float)
 
 
+def complete_new_rows(design: Any, newdata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Which rows of ``newdata`` have every value a prediction needs.
+
+    A row is incomplete when a variable of the fixed effects, a network input or the
+    offset column is missing (NaN, None, ``pd.NA``) -- as patsy and the fit decide it.
+
+    Parameters
+    ----------
+    design : DesignData or StreamedDesign
+        The model's data (its design infos, network-input columns and offset column).
+    newdata : pandas.DataFrame
+        The new rows, with plain dtypes (:func:`plain_dtypes`).
+
+    Returns
+    -------
+    (ndarray of bool, list of str)
+        One flag per row (True: complete), and the columns with missing values.
+    """
+    frame = newdata.reset_index(drop=True)
+    n = len(frame)
+    ok = np.ones(n, dtype=bool)
+    codes: list[str] = []
+    na = NAAction(NA_types=["None", "NaN"])
+    for info in (design.exog_design_info, design.ntk_design_info):
+        if info is None:
+            continue
+        codes += [f.code for f in info.factor_infos]
+        if n == 0:
+            continue
+        try:
+            (mat,) = patsy.build_design_matrices([info], frame, NA_action=na,
+                                                 return_type="dataframe")
+        except (patsy.PatsyError, KeyError, NameError):
+            continue  # building the design proper names the problem
+        keep = np.zeros(n, dtype=bool)
+        keep[np.asarray(mat.index, dtype=int)] = True
+        ok &= keep
+    cols = columns_mentioned(frame, " ".join(codes))
+    extra = list(design.ntk_columns or [])
+    if design.offset_spec not in (None, "array"):
+        extra.append(design.offset_spec)
+    for c in extra:
+        if c in frame.columns:
+            ok &= frame[c].notna().to_numpy()
+            cols.append(c)
+    missing = [c for c in dict.fromkeys(cols) if frame[c].isna().any()]
+    return ok, missing
+
+
 def rebuild_exog(design: DesignData, newdata: pd.DataFrame) -> np.ndarray:
     """Fixed-effects design of new rows, through the training design info."""
     if design.exog_design_info is None:
         raise ValueError("this model was built from arrays; pass exog= to predict")
     X = _build_new(design.exog_design_info, newdata, "fixed-effects design")
-    _check_no_inf(X, design.exog_names, "the new fixed-effects design")
+    check_no_inf(X, design.exog_names, "the new fixed-effects design")
     return X
 
 
@@ -478,5 +1018,162 @@ def rebuild_ntk_inputs(design: DesignData, newdata: pd.DataFrame) -> np.ndarray:
             raise ValueError("newdata has missing values in the network inputs; drop those rows first")
     else:
         raise ValueError("this model has no network-input formula; pass ntk_inputs= to predict")
-    _check_no_inf(Z, design.ntk_names, "the new network inputs")
+    check_no_inf(Z, design.ntk_names, "the new network inputs")
     return Z
+
+
+# ------------------------------------------------------------- saved fits (persistence)
+
+#: patsy's own formula functions (C, center, bs, ...), which patsy adds to every
+#: evaluation environment itself.
+_PATSY_BUILTINS = {name: getattr(patsy.builtins, name) for name in patsy.builtins.__all__}
+
+
+def formula_namespace(env: EvalEnvironment, codes: Sequence[str], columns: Sequence[Any]) -> dict:
+    """The names of ``env`` that the formula codes use, beyond the data's ``columns``,
+    numpy and patsy's own functions: what patsy needs, besides the data, to build the
+    same design again (a fit is saved with them, :mod:`mixednn.persistence`).
+
+    Examples
+    --------
+    >>> from patsy import EvalEnvironment
+    >>> def f(x): return x + 1
+    >>> formula_namespace(EvalEnvironment([{"f": f, "k": 2}]), ["f(x)", "C(g)"], ["x", "g"])
+    ... # doctest: +ELLIPSIS
+    {'f': <function f at ...>}
+    """
+    names: set[str] = set()
+    for code in codes:
+        try:
+            names.update(ast_names(code))
+        except SyntaxError:  # pragma: no cover - patsy parsed it already
+            pass
+    names -= {str(c) for c in columns}
+    out: dict[str, Any] = {}
+    for name in sorted(names):
+        try:
+            value = env.namespace[name]
+        except KeyError:
+            continue
+        if value is np or value is _PATSY_BUILTINS.get(name):
+            continue
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ModuleReference:
+    """A module in a formula's namespace (``sp`` in ``"y ~ sp.expit(x)"``), saved by name."""
+
+    name: str
+
+    def load(self) -> Any:
+        return importlib.import_module(self.name)
+
+
+def picklable_namespace(namespace: dict) -> dict:
+    """A formula namespace ready to pickle: modules by name, functions wrapped so that
+    saving names the one that cannot be pickled (:class:`~mixednn.persistence.UserFunction`).
+    :func:`restored_namespace` undoes it."""
+    out = {}
+    for name, value in namespace.items():
+        if isinstance(value, types.ModuleType):
+            value = ModuleReference(value.__name__)
+        elif isinstance(value, types.FunctionType) and \
+                not hasattr(value, "__patsy_stateful_transform__"):
+            value = UserFunction(value, f"the formula function {name}",
+                                 f"def {name}(x): return ... at the top of a module")
+        out[name] = value
+    return out
+
+
+def restored_namespace(namespace: dict) -> dict:
+    """The namespace of :func:`picklable_namespace` with its modules imported again."""
+    return {name: value.load() if isinstance(value, ModuleReference) else value
+            for name, value in namespace.items()}
+
+
+def formula_design_infos(formula: str, ntk_formula: str | None, frame: pd.DataFrame,
+                         namespace: dict) -> tuple[Any, Any]:
+    """The fixed-effects and network-input design infos of the formulas on ``frame``.
+
+    patsy is run as :func:`build_from_formula` runs it, in an environment of
+    ``namespace`` (plus numpy): the same data give the same design infos, categorical
+    levels and the parameters of stateful transforms included.
+
+    Returns
+    -------
+    (DesignInfo, DesignInfo or None)
+    """
+    env = capture_env(EvalEnvironment([dict(namespace)]))
+    na = NAAction(NA_types=["None", "NaN"])
+    _, X_df = _response_and_design(formula, frame, env, na)
+    z_info = None
+    if ntk_formula is not None:
+        Z_df, _, _ = _network_input_frame(ntk_formula, frame, env, na)
+        z_info = Z_df.design_info
+    return X_df.design_info, z_info
+
+
+def same_design_info(a: Any, b: Any) -> bool:
+    """Whether two patsy design infos build the same columns from the same data: column
+    names, factor types, levels, column counts and contrast matrices (stateful
+    transforms' parameters are not compared)."""
+    if a is None or b is None:
+        return a is b
+    if list(a.column_names) != list(b.column_names) or set(a.factor_infos) != set(b.factor_infos):
+        return False
+    for f, fa in a.factor_infos.items():
+        fb = b.factor_infos[f]
+        if (fa.type, fa.num_columns, fa.categories) != (fb.type, fb.num_columns, fb.categories):
+            return False
+    if list(a.term_codings) != list(b.term_codings):
+        return False
+    for term, subs in a.term_codings.items():
+        other = b.term_codings[term]
+        if len(subs) != len(other):
+            return False
+        for sa, sb in zip(subs, other):
+            if sa.factors != sb.factors or sa.num_columns != sb.num_columns \
+                    or set(sa.contrast_matrices) != set(sb.contrast_matrices):
+                return False
+            for f, ca in sa.contrast_matrices.items():
+                cb = sb.contrast_matrices[f]
+                if list(ca.column_suffixes) != list(cb.column_suffixes) \
+                        or not np.array_equal(ca.matrix, cb.matrix):
+                    return False
+    return True
+
+
+def _has_stateful_transforms(info: Any) -> bool:
+    return info is not None and any(fi.state.get("transforms")
+                                    for fi in info.factor_infos.values())
+
+
+def minimal_reference_frame(frame: pd.DataFrame, build: Callable[[pd.DataFrame], tuple],
+                            infos: tuple) -> pd.DataFrame:
+    """The fewest rows of ``frame`` from which ``build`` gives the same design ``infos``.
+
+    Tried in turn: the first row and the first row of every value of each non-numeric
+    column (categorical levels), then of every non-float column as well; each candidate
+    is checked with :func:`same_design_info`.  All rows are kept when the formulas use
+    stateful transforms (``center``, ``standardize``, splines: patsy learns their
+    parameters from every row) or when no candidate gives the same design infos.
+    """
+    if len(frame) <= 1 or any(_has_stateful_transforms(i) for i in infos):
+        return frame
+    rows = {0}
+    stages = [lambda dt: not pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt),
+              lambda dt: not pd.api.types.is_float_dtype(dt)]
+    for wanted in stages:
+        for c in frame.columns:
+            if wanted(frame[c].dtype):
+                rows.update(np.flatnonzero(~frame[c].duplicated(keep="first").to_numpy()).tolist())
+        ref = frame.iloc[sorted(rows)]
+        try:
+            got = build(ref)
+        except Exception:  # noqa: BLE001 - any failure: try more rows, then keep them all
+            continue
+        if all(same_design_info(a, b) for a, b in zip(infos, got)):
+            return ref
+    return frame

@@ -58,241 +58,16 @@ import scipy.optimize
 
 from .kernels import KernelSource, resolve_kernel
 from .kernels.analytic import MLP
+from .kernelgrad import DIFFERENTIABLE, kernel_gradient, reml_gradient_matrix
 from .profile import SpectralProfile
 from .spectral import decompose
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from .model import MixedLMNTK
     from .results import MixedLMNTKResults
 
-__all__ = ["ScaledInputsMLP", "ntk_torch", "reml_gradient_matrix", "profiled_loglike",
-           "profiled_loglike_and_grad", "optimize_kernel", "KernelOptimization",
-           "compare_kernels", "with_network", "DIFFERENTIABLE"]
-
-#: Activations whose NTK recursion is implemented differentiably.
-DIFFERENTIABLE = ("relu", "leaky_relu", "abs", "erf", "identity", "linear")
-_SLOPES = {"relu": (0.0, 1.0), "abs": (-1.0, 1.0), "leaky_relu": (0.01, 1.0)}
-
-
-# ------------------------------------------------------------------- the kernel in torch
-
-def _autograd_functions():
-    import torch
-
-    class _ArcJ1(torch.autograd.Function):
-        """``alpha sin(theta) + (beta - alpha theta) c`` with ``theta = arccos c``; its
-        derivative is ``beta - alpha theta`` (finite at |c| = 1)."""
-
-        @staticmethod
-        def forward(ctx, c, alpha, beta):
-            th = torch.arccos(c)
-            s = torch.sqrt(torch.clamp((1 - c) * (1 + c), min=0.0))
-            ctx.save_for_backward(th)
-            ctx.ab = (alpha, beta)
-            return alpha * s + (beta - alpha * th) * c
-
-        @staticmethod
-        def backward(ctx, g):
-            (th,) = ctx.saved_tensors
-            alpha, beta = ctx.ab
-            return g * (beta - alpha * th), None, None
-
-    class _ArcJ0(torch.autograd.Function):
-        """``beta - alpha arccos(c)``; derivative ``alpha / sqrt(1 - c^2)``, taken as 0
-        where ``c = +-1`` exactly (coincident inputs, where dc = 0)."""
-
-        @staticmethod
-        def forward(ctx, c, alpha, beta):
-            ctx.save_for_backward(c)
-            ctx.alpha = alpha
-            return beta - alpha * torch.arccos(c)
-
-        @staticmethod
-        def backward(ctx, g):
-            (c,) = ctx.saved_tensors
-            q = (1 - c) * (1 + c)
-            inv = torch.where(q > 0, torch.rsqrt(torch.clamp(q, min=1e-300)), torch.zeros_like(q))
-            return g * ctx.alpha * inv, None, None
-
-    return _ArcJ1, _ArcJ0
-
-
-_FUNCS: tuple | None = None
-
-
-def _funcs():
-    global _FUNCS
-    if _FUNCS is None:
-        _FUNCS = _autograd_functions()
-    return _FUNCS
-
-
-def _step_diag(act: str, q, sw2: float, sb2: float):
-    import torch
-
-    if act in _SLOPES:
-        a, b = _SLOPES[act]
-        return sw2 * (a * a + b * b) / 2 * q + sb2
-    if act == "erf":
-        return sw2 * (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)) + sb2
-    return sw2 * q + sb2  # identity
-
-
-def ntk_torch(Z1: "torch.Tensor", Z2: "torch.Tensor | None", net: MLP, scales: "torch.Tensor | None" = None,
-              bias_std: "torch.Tensor | float | None" = None,
-              diag_offset: int | None = None) -> "torch.Tensor":
-    """Infinite-width NTK of ``net`` in torch, differentiable in the input scales and bias_std.
-
-    Same conventions and values as :meth:`MLP.ntk` (stax, NTK parameterisation);
-    ``Z2=None`` gives the symmetric Gram matrix with an exact unit correlation on the
-    diagonal.
-
-    Parameters
-    ----------
-    Z1, Z2 : torch.Tensor, shapes (n1, d), (n2, d)
-    net : MLP
-        Depth, activation and weight_std (``net.bias_std`` unless ``bias_std`` given).
-    scales : torch.Tensor, shape (d,), optional
-        Per-input scales ``s``: the kernel of ``Z * s``.
-    bias_std : torch.Tensor or float, optional
-    diag_offset : int, optional
-        When ``Z1`` is the block of rows ``o, o+1, ...`` of ``Z2``: ``o``, so that the
-        entries of coincident rows get an exact unit correlation, as on the diagonal.
-
-    Returns
-    -------
-    torch.Tensor, shape (n1, n2)
-    """
-    import torch
-
-    act = net.activation
-    if act not in DIFFERENTIABLE:
-        raise NotImplementedError(
-            f"no differentiable NTK for activation {act!r}; supported: {', '.join(DIFFERENTIABLE)}")
-    act = "identity" if act == "linear" else act
-    sym = Z2 is None
-    X1 = Z1 if scales is None else Z1 * scales
-    X2 = X1 if sym else (Z2 if scales is None else Z2 * scales)
-    d = X1.shape[1]
-    sw2 = float(net.weight_std) ** 2
-    b = net.bias_std if bias_std is None else bias_std
-    sb2 = b * b
-    J1, J0 = _funcs()
-    S = sw2 * (X1 @ X2.T) / d + sb2
-    q1 = sw2 * (X1 * X1).sum(1) / d + sb2
-    q2 = q1 if sym else sw2 * (X2 * X2).sum(1) / d + sb2
-    T = S
-    eye = None
-    if sym or diag_offset is not None:
-        o = 0 if sym else int(diag_offset)
-        eye = torch.zeros(S.shape, dtype=torch.bool, device=S.device)
-        i = torch.arange(S.shape[0], device=S.device)
-        ok = i + o < S.shape[1]
-        eye[i[ok], i[ok] + o] = True
-    for _ in range(net.depth):
-        if act in _SLOPES:
-            a_, b_ = _SLOPES[act]
-            alpha, beta = (a_ - b_) ** 2 / (2 * math.pi), (a_ * a_ + b_ * b_) / 2
-            root = torch.sqrt(q1[:, None] * q2[None, :])
-            c = torch.clamp(S / root, -1.0, 1.0)
-            if eye is not None:
-                c = torch.where(eye, torch.ones_like(c), c)
-            EP = root * J1.apply(c, alpha, beta)
-            ED = J0.apply(c, alpha, beta)
-        elif act == "erf":
-            R = 1.0 / torch.sqrt((1 + 2 * q1)[:, None] * (1 + 2 * q2)[None, :])
-            U = torch.clamp(2 * S * R, -1.0, 1.0)
-            EP = (2 / math.pi) * torch.arcsin(U)
-            ED = (4 / math.pi) * R / torch.sqrt(1 - U * U)
-        else:
-            EP, ED = S, torch.ones_like(S)
-        S = sw2 * EP + sb2
-        T = S + sw2 * T * ED
-        q1 = _step_diag(act, q1, sw2, sb2)
-        q2 = q1 if sym else _step_diag(act, q2, sw2, sb2)
-    return T
-
-
-def _grad_wrt(Z: np.ndarray, B: np.ndarray, net: MLP, log_scales: np.ndarray | None,
-              log_bias: float | None, block: int = 512) -> tuple[np.ndarray | None, float | None]:
-    """Gradient of ``<K(theta), B>`` w.r.t. log scales and log bias_std (reverse mode,
-    in row blocks to bound memory)."""
-    import torch
-
-    Zt = torch.as_tensor(Z, dtype=torch.float64)
-    Bt = torch.as_tensor(B, dtype=torch.float64)
-    ls = torch.tensor(log_scales, dtype=torch.float64, requires_grad=True) \
-        if log_scales is not None else None
-    lb = torch.tensor(float(log_bias), dtype=torch.float64, requires_grad=True) \
-        if log_bias is not None else None
-    n = Z.shape[0]
-    threads = torch.get_num_threads()
-    if n * min(n, block) < 250_000:  # small problems: thread start-up costs more than it saves
-        torch.set_num_threads(1)
-    try:
-        for i0 in range(0, n, block):
-            i1 = min(i0 + block, n)
-            sc = torch.exp(ls) if ls is not None else None
-            bs = torch.exp(lb) if lb is not None else None
-            Kb = ntk_torch(Zt, None, net, sc, bs) if i1 - i0 == n else \
-                ntk_torch(Zt[i0:i1], Zt, net, sc, bs, diag_offset=i0)
-            val = (Kb * Bt[i0:i1]).sum()
-            val.backward()
-    finally:
-        torch.set_num_threads(threads)
-    gs = ls.grad.numpy().copy() if ls is not None else None
-    gb = float(lb.grad) if lb is not None else None
-    return gs, gb
-
-
-# ------------------------------------------------------------- the likelihood and its gradient
-
-def _gamma(lam: np.ndarray, t: float) -> np.ndarray:
-    """Divided differences of ``exp(-t lam)``: ``-t exp(-t min) phi(t |dlam|)``, phi(x) = (1-e^-x)/x."""
-    lo = np.minimum.outer(lam, lam)
-    x = t * np.abs(np.subtract.outer(lam, lam))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ph = np.where(x > 1e-12, -np.expm1(-x) / np.where(x > 1e-12, x, 1.0), 1.0 - x / 2)
-    return -t * np.exp(-t * lo) * ph
-
-
-def reml_gradient_matrix(profile: SpectralProfile, U: np.ndarray, t: float,
-                         reml: bool = True) -> np.ndarray:
-    """``B`` with ``d l / d theta = <dK/d theta, B>`` at the profiled optimum (module notes).
-
-    Parameters
-    ----------
-    profile : SpectralProfile
-        Of the current kernel (full basis).
-    U : ndarray (n, n)
-        Its eigenvectors.
-    t : float
-        The profiled (optimal) t.
-    reml : bool
-
-    Returns
-    -------
-    ndarray (n, n), symmetric
-    """
-    if profile.rest_gram is not None:
-        raise NotImplementedError("hyperparameter gradients need a full eigendecomposition")
-    pt = profile.point(t, reml)
-    lam = profile.lam
-    n, p = profile.nobs, profile.p
-    r = profile.y_rot - profile.X_rot @ pt.beta if p else profile.y_rot
-    dof = n - p if reml else n
-    G = _gamma(lam, t)
-    S = (dof / pt.rss) * G * np.outer(r, r)
-    if reml and p:
-        H = profile.X_rot @ np.linalg.solve(pt.xwx, profile.X_rot.T)
-        S += G * H
-    S[np.diag_indices_from(S)] += t
-    S *= -0.5
-    B = U @ S @ U.T
-    return 0.5 * (B + B.T)
-
+__all__ = ["ScaledInputsMLP", "profiled_loglike", "profiled_loglike_and_grad",
+           "optimize_kernel", "KernelOptimization", "compare_kernels", "with_network"]
 
 @dataclass
 class _Eval:
@@ -347,7 +122,7 @@ class ScaledInputsMLP:
 
     def source(self) -> KernelSource:
         """A kernel source for :class:`~mixednn.model.MixedLMNTK` (``network=`` accepts it)."""
-        return KernelSource(self.ntk, lambda Zn, Z: self.ntk(Zn, Z), self.describe(),
+        return KernelSource(self.ntk, self.ntk, self.describe(),  # bound methods: picklable
                             network=self.net)
 
 
@@ -441,7 +216,7 @@ def profiled_loglike_and_grad(Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: 
     grad = None
     if gradient:
         B = reml_gradient_matrix(prof, U, est.t, reml)
-        gs, gb = _grad_wrt(Z, B, n1, log_scales, log_bias)
+        gs, gb = kernel_gradient(Z, B, n1, log_scales, log_bias)
         parts = []
         if gs is not None:
             parts.append(gs)

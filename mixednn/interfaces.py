@@ -27,6 +27,14 @@ class FitResults(Protocol):
         The :class:`mixednn.profile.SpectralProfile` t was chosen on.
     t, llf, scale, reml, method, nobs, k_fe, free_modes
         The estimates and sizes.
+    params, df_resid
+        The fixed effects (a Series named by ``model.exog_names``) and the residual
+        degrees of freedom.
+
+    Methods
+    -------
+    cov_params()
+        Covariance of ``params`` at the estimated t (a DataFrame).
     """
 
     model: Any
@@ -41,3 +49,9 @@ class FitResults(Protocol):
     nobs: int
     k_fe: int
     free_modes: int
+    params: Any
+    df_resid: float
+
+    def cov_params(self) -> Any:
+        """Covariance of ``params`` (conditional on t)."""
+        ...

@@ -26,6 +26,7 @@ accuracy of the Nystrom approximation are described in :mod:`mixednn.features`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -99,7 +100,7 @@ def accumulate_stats(source: Any, fmap: FeatureMap, scaling: Any,
     q = 1 + (source.X.shape[1] if hasattr(source, "X") else 0)
     return source.map_chunks(lambda c: chunk_stats(c, fmap, scaling, offset_fn),
                              combine=FeatureStats.__add__, desc="feature statistics",
-                             width=fmap.raw_dim + q + getattr(fmap, "n_landmarks", 0))
+                             width=fmap.raw_dim + q + fmap.n_landmarks)
 
 
 # ============================================================================ basis
@@ -157,7 +158,7 @@ class FeatureBasis(EigenBasis):
         self.source = source
         self.scaling = scaling
         self.offset_fn = offset_fn
-        self.kind = getattr(feature_map, "kind", "features")
+        self.kind = feature_map.kind
         self.n_features = k
         Yr = (self.W.T @ C) / self.s[:, None]  # U^T [y - f0, X]
         self.rotated_data = Yr
@@ -165,6 +166,19 @@ class FeatureBasis(EigenBasis):
         self.rest = 0.5 * (rest + rest.T)
         self.ytY = D
         self.kernel_trace = float(stats.diag_sum) if np.isfinite(stats.diag_sum) else None
+
+    def saved_without_rows(self) -> "FeatureBasis":
+        """What a save with ``remove_data=True`` stores (:mod:`mixednn.persistence`): of
+        in-memory training rows only the network inputs that Nystrom features need
+        (``cross="exact"`` sums the kernel against every training row); a streamed source
+        keeps its file's path (this basis itself)."""
+        if not isinstance(self.source, ArraySource) or self.source.rows_removed:
+            return self
+        fm = self.feature_map
+        new = copy.copy(self)
+        new.source = self.source.without_rows(
+            keep_inputs=not fm.exact and getattr(fm, "kernel", None) is not None)
+        return new
 
     # -- sizes ------------------------------------------------------------------------
     @property
@@ -242,8 +256,8 @@ class FeatureBasis(EigenBasis):
         Zn = np.asarray(inputs, dtype=float)
         fm = self.feature_map
         if route == "auto":
-            cost = self.n * (Zn.shape[0] + getattr(fm, "n_landmarks", fm.dim))
-            route = "exact" if (not fm.exact and getattr(fm, "kernel", None) is not None
+            cost = self.n * (Zn.shape[0] + (fm.n_landmarks or fm.dim))
+            route = "exact" if (not fm.exact and fm.kernel is not None
                                 and cost <= CROSS_AUTO_LIMIT) else "features"
         if route == "exact" and not fm.exact:
             H = exact_cross_products(self, Zn)  # R^T k(Z, z*), raw features x rows
@@ -262,7 +276,7 @@ class FeatureBasis(EigenBasis):
         """``fn(raw features, chunk)`` on every chunk of training rows, in row order."""
         fmap, scaling = self.feature_map, self.scaling
         return self.source.map_chunks(lambda c: fn(fmap.raw(scaling.apply(c.Z)), c), desc=desc,
-                                      width=fmap.raw_dim + getattr(fmap, "n_landmarks", 0))
+                                      width=fmap.raw_dim + fmap.n_landmarks)
 
     def unrotate(self, C: np.ndarray) -> np.ndarray:
         """``U C = Phi (W diag(1/s) C)``, one pass over the training rows."""
@@ -392,7 +406,7 @@ def exact_cross_products(basis: FeatureBasis, Znew: np.ndarray) -> np.ndarray:
     contributes ``Phi_c^T k(Z_c, z*)``.
     """
     fmap, scaling = basis.feature_map, basis.scaling
-    kernel = getattr(fmap, "kernel", None)
+    kernel = fmap.kernel
     if kernel is None:
         raise ValueError("cross='exact' needs the kernel that the features approximate "
                          "(Nystrom features); exact features already give the exact cross-kernel")
@@ -408,5 +422,5 @@ def exact_cross_products(basis: FeatureBasis, Znew: np.ndarray) -> np.ndarray:
         return out
 
     return basis.source.map_chunks(part, combine=np.add, desc="exact cross-kernel",
-                                   width=fmap.raw_dim + getattr(fmap, "n_landmarks", 0)
+                                   width=fmap.raw_dim + fmap.n_landmarks
                                    + Znew.shape[0])

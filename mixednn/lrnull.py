@@ -55,7 +55,12 @@ def rest_x_root(prof: SpectralProfile) -> np.ndarray:
         return np.zeros((0, p))
     G = 0.5 * (prof.rest_gram[:p, :p] + prof.rest_gram[:p, :p].T)
     ev, evec = np.linalg.eigh(G)
-    keep = ev > max(float(ev.max()), 0.0) * p * 1e-13
+    # rounding is judged against the whole design's Gram, not the remainder's own (which
+    # is all rounding when the basis is complete, e.g. Nystrom with m = n landmarks), and
+    # the remainder has at most n - m directions
+    scale = max(float(ev.max()), float(np.sum(prof.X_rot ** 2)), 0.0)
+    keep = ev > scale * p * 1e-13
+    keep &= np.arange(p) >= p - n_zero_rest(prof)
     return (evec[:, keep] * np.sqrt(ev[keep])).T
 
 

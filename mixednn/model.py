@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula,
-                      rebuild_exog, rebuild_ntk_inputs)
+                      complete_new_rows, plain_dtypes, rebuild_exog, rebuild_ntk_inputs)
 from .kernels import KernelSource, resolve_kernel
 from .lowrank import build_feature_basis, check_low_rank
 from .numerics import check_kernel_memory
 from .partitions import is_streamed
-from .prediction import NewRows
+from .persistence import UserFunction
+from .prediction import NewRows, check_missing
 from .profile import SpectralProfile
 from .results import MixedLMNTKResults
 from .smoother import SmootherData
@@ -171,9 +172,15 @@ class MixedLMNTK:
                scale_inputs: bool, decomposition: str, *, low_rank: Any = None,
                landmarks: str = "kmeans++", seed: int = 0) -> None:
         check_low_rank(low_rank, landmarks, seed)
+        _check_model_options(scale_inputs, decomposition)
         streamed = design.streamed  # rows in chunks (mixednn.streaming)
         self.data = design
         self.decomposition = decomposition
+        if callable(kernel) and not isinstance(kernel, np.ndarray):
+            # saved by reference (or by value with cloudpickle); a lambda that cannot be
+            # saved makes res.save() name kernel= and the fix
+            kernel = UserFunction(kernel, "kernel=",
+                                  "def my_kernel(Z1, Z2): return ... at the top of a module")
         self.kernel_source: KernelSource = resolve_kernel(
             network, kernel,
             has_inputs=bool(design.ntk_names) if streamed else design.ntk_inputs is not None)
@@ -211,6 +218,20 @@ class MixedLMNTK:
                                  "low_rank=m (Nystrom features, e.g. low_rank=1000)")
             low_rank = "exact"  # a finite network's Jacobian features, K = J J^T exactly
         self.low_rank, self.landmarks, self.seed = low_rank, landmarks, seed
+
+    # ------------------------------------------------------------------- saving
+    def saved_without_rows(self) -> "MixedLMNTK":
+        """What ``save(..., remove_data=True)`` stores for this model
+        (:mod:`mixednn.persistence`): a copy whose design has no training rows, keeping the
+        network inputs only when new rows need them for their cross-kernel (a dense basis
+        of a kernel computed from the inputs)."""
+        if self.data.rows_removed:
+            return self
+        basis = self._basis
+        new = copy.copy(self)
+        new.data = self.data.without_rows(
+            keep_inputs=self.kernel_source.can_cross and (basis is None or not basis.feature_space))
+        return new
 
     def _subset_precomputed(self, K: np.ndarray) -> np.ndarray:
         d = self.data
@@ -252,9 +273,8 @@ class MixedLMNTK:
 
     @property
     def k_fe(self) -> int:
-        if self.data.streamed:  # a count must not load streamed rows
-            return len(self.data.exog_names)
-        return int(self.data.exog.shape[1])
+        # from the names: a count must not load streamed rows (nor need removed ones)
+        return len(self.data.exog_names)
 
     @property
     def exog_names(self) -> list[str]:
@@ -408,7 +428,8 @@ class MixedLMNTK:
 
     # ------------------------------------------------------------------ new rows
     def new_rows(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
-                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None) -> NewRows:
+                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
+                 missing: str = "exclude") -> NewRows:
         """New rows ready for prediction: fixed-effects design, offset, cross-kernel.
 
         Parameters
@@ -418,18 +439,37 @@ class MixedLMNTK:
             and the stored input scaling).
         exog, ntk_inputs, kernel, offset
             The array interface (see :meth:`MixedLMNTKResults.predict`).
+        missing : {"exclude", "raise"}
+            Rows with a missing value (NaN, None, ``pd.NA``) in a variable the prediction
+            needs: left out, their positions kept for NaN predictions (``"exclude"``, R's
+            ``na.action = na.exclude``), or a ValueError naming the columns (``"raise"``).
 
         Returns
         -------
         NewRows
             ``kernel`` is the cross-kernel (rows x n) for a dense basis; ``inputs`` the
-            scaled network inputs (feature-space bases map them themselves).
+            scaled network inputs (feature-space bases map them themselves); with rows
+            left out, ``positions`` and ``full_index`` place them back.
         """
+        check_missing(missing)
         d = self.data
         if newdata is not None:
             if not isinstance(newdata, pd.DataFrame):
                 raise TypeError("newdata must be a pandas DataFrame; use exog= / ntk_inputs= "
                                 "for arrays")
+            full_index = newdata.index
+            newdata = plain_dtypes(newdata)  # pd.NA is a missing value; newdata unchanged
+            ok, cols = complete_new_rows(d, newdata)
+            positions = None
+            if not ok.all():
+                if missing == "raise":
+                    raise ValueError(
+                        f"{int((~ok).sum())} row(s) of newdata have missing values (in "
+                        f"{cols or 'the variables used'}); drop or fill them, or pass "
+                        "missing='exclude' for NaN predictions in those rows")
+                positions = np.flatnonzero(ok)
+                newdata = newdata.iloc[positions]
+                exog, kernel, offset = (_take_rows(a, positions) for a in (exog, kernel, offset))
             nrow = len(newdata)
             index = newdata.index
             Xn = rebuild_exog(d, newdata) if d.exog_design_info is not None else \
@@ -444,13 +484,18 @@ class MixedLMNTK:
                     raise KeyError(f"newdata lacks the offset column {d.offset_spec!r}")
                 offset = newdata[d.offset_spec].to_numpy(dtype=float)
         else:
-            if kernel is not None:
-                nrow = np.asarray(kernel).shape[0]
-            elif ntk_inputs is not None:
-                nrow = np.asarray(ntk_inputs).reshape(len(ntk_inputs), -1).shape[0]
-            else:
-                nrow = np.asarray(exog).reshape(len(exog), -1).shape[0]
-            index = pd.RangeIndex(nrow)
+            if kernel is None and ntk_inputs is not None and not self.kernel_source.can_cross:
+                raise ValueError(
+                    "this model was fit with a precomputed kernel matrix, so there is no network "
+                    "to evaluate at ntk_inputs=; pass the cross-kernel of the new rows against "
+                    f"the training rows instead: predict(..., kernel=K_new), K_new of shape "
+                    f"(new rows, {self.nobs})")
+            given = next((a for a in (kernel, ntk_inputs, exog) if a is not None), None)
+            if given is None:
+                raise ValueError("pass ntk_inputs= (new network inputs) or kernel= "
+                                 "(cross-kernel) to predict at new points")
+            nrow = int(np.shape(given)[0]) if np.ndim(given) else 1
+            full_index = pd.RangeIndex(nrow)
             Xn = self._array_exog(exog, nrow)
             Zn = None
             if kernel is None:
@@ -460,12 +505,32 @@ class MixedLMNTK:
                 Zn = np.asarray(ntk_inputs, dtype=float)
                 if Zn.ndim == 1:
                     Zn = Zn.reshape(-1, 1)
-                if d.ntk_inputs is not None and Zn.shape[1] != d.ntk_inputs.shape[1]:
+                if d.ntk_names and Zn.shape[1] != len(d.ntk_names):
                     raise ValueError(f"ntk_inputs has {Zn.shape[1]} columns; the model was fit "
-                                     f"with {d.ntk_inputs.shape[1]}")
-                if not np.all(np.isfinite(Zn)):
-                    raise ValueError("ntk_inputs contains NaN or infinite values")
+                                     f"with {len(d.ntk_names)}")
+                if np.isinf(Zn).any():
+                    raise ValueError("ntk_inputs contains infinite values")
+            ok = ~np.isnan(Xn).any(axis=1)
+            if Zn is not None:
+                ok &= ~np.isnan(Zn).any(axis=1)
+            if offset is not None and np.size(offset) == nrow:
+                ok &= ~np.isnan(np.asarray(offset, dtype=float).ravel())
+            positions = None
+            if not ok.all():
+                if missing == "raise":
+                    raise ValueError(f"{int((~ok).sum())} new row(s) have missing values (NaN); "
+                                     "drop them, or pass missing='exclude' for NaN predictions "
+                                     "in those rows")
+                positions = np.flatnonzero(ok)
+                Xn, Zn, kernel, offset = (_take_rows(a, positions)
+                                          for a in (Xn, Zn, kernel, offset))
+                nrow = len(positions)
+            index = pd.RangeIndex(nrow) if positions is None else full_index[positions]
         Zs = None if Zn is None else self.input_scaling.apply(Zn)
+        where = {"positions": positions,
+                 "full_index": None if positions is None else full_index}
+        if nrow == 0:  # nothing to predict: no cross-kernel, no network evaluation
+            return NewRows(X=np.empty((0, self.k_fe)), offset=np.empty(0), index=index, **where)
         Kx = None
         if kernel is not None:
             Kx = np.asarray(kernel, dtype=float)
@@ -486,7 +551,7 @@ class MixedLMNTK:
             off = np.asarray(offset, dtype=float).ravel()
             if off.shape[0] != nrow:
                 raise ValueError(f"offset has {off.shape[0]} values for {nrow} new rows")
-        return NewRows(X=Xn, offset=off, index=index, kernel=Kx, inputs=Zs)
+        return NewRows(X=Xn, offset=off, index=index, kernel=Kx, inputs=Zs, **where)
 
     def _array_exog(self, exog: Any, nrow: int) -> np.ndarray:
         p = self.k_fe
@@ -500,3 +565,23 @@ class MixedLMNTK:
         if X.shape != (nrow, p):
             raise ValueError(f"exog must have shape ({nrow}, {p}), got {X.shape}")
         return X
+
+
+def _take_rows(values: Any, positions: np.ndarray) -> Any:
+    """The rows at ``positions`` of an array argument (None stays None)."""
+    if values is None:
+        return None
+    arr = np.asarray(values)
+    return arr[positions] if arr.ndim else arr
+
+
+#: The decompositions of a dense K (:func:`mixednn.spectral.decompose`).
+DECOMPOSITIONS = ("auto", "eigh", "tridiagonal")
+
+
+def _check_model_options(scale_inputs: Any, decomposition: Any) -> None:
+    """Refuse option values of the wrong type or out of range, naming the option."""
+    if not isinstance(scale_inputs, (bool, np.bool_)):
+        raise TypeError(f"scale_inputs must be True or False, got {scale_inputs!r}")
+    if not isinstance(decomposition, str) or decomposition not in DECOMPOSITIONS:
+        raise ValueError(f"decomposition must be one of {DECOMPOSITIONS}, got {decomposition!r}")

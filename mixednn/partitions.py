@@ -17,15 +17,18 @@ chunk in this process, with a tqdm bar on long passes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import sys
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from .rows import RowChunk, TreeReducer, show_progress
 
-__all__ = ["CSVSource", "is_streamed", "is_dask_frame", "reduce_frames", "CSVRowSource",
+__all__ = ["CSVSource", "describe_row", "is_streamed", "is_dask_frame", "reduce_frames", "CSVRowSource",
            "DaskRowSource"]
 
 
@@ -58,7 +61,10 @@ class CSVSource:
     def __init__(self, path: str | os.PathLike, *, chunksize: int = 100_000, **read_csv_kwargs: Any):
         if not os.path.exists(path):
             raise FileNotFoundError(f"CSV file {path!s} not found")
-        if int(chunksize) != chunksize or chunksize < 1:
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise ValueError(f"CSV file {path!s} is empty (no header line, no rows)")
+        if isinstance(chunksize, bool) or not isinstance(chunksize, (int, float)) \
+                or int(chunksize) != chunksize or chunksize < 1:
             raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
         if "chunksize" in read_csv_kwargs or "iterator" in read_csv_kwargs:
             raise ValueError("pass chunksize= to CSVSource itself")
@@ -66,20 +72,83 @@ class CSVSource:
         self.chunksize = int(chunksize)
         self.kwargs = read_csv_kwargs
 
+    def __getstate__(self) -> dict:
+        """The state: the file's path (made absolute, so that a saved fit finds the file
+        from another working directory), never its rows; the file is re-opened on demand."""
+        state = dict(self.__dict__)
+        state["path"] = os.path.abspath(self.path)
+        return state
+
     @property
     def columns(self) -> pd.Index:
-        return pd.read_csv(self.path, nrows=0, **self.kwargs).columns
+        with self._read_errors():
+            return pd.read_csv(self.path, nrows=0, **self.kwargs).columns
 
     def head(self, n: int = 100) -> pd.DataFrame:
-        return pd.read_csv(self.path, nrows=n, **self.kwargs)
+        """The first ``n`` rows (``attrs["source"]`` says where rows are in the file)."""
+        with self._read_errors():
+            frame = pd.read_csv(self.path, nrows=n, **self.kwargs)
+        frame.attrs["source"] = self._origin()
+        return frame
 
     def frames(self) -> Iterator[pd.DataFrame]:
-        """The chunks, in file order (a fresh reader each call)."""
-        with pd.read_csv(self.path, chunksize=self.chunksize, **self.kwargs) as reader:
-            yield from reader
+        """The chunks, in file order (a fresh reader each call); each chunk's
+        ``attrs["source"]`` says where its rows are in the file (:func:`describe_row`)."""
+        origin = self._origin()
+        with self._read_errors():
+            with pd.read_csv(self.path, chunksize=self.chunksize, **self.kwargs) as reader:
+                for frame in reader:
+                    frame.attrs["source"] = origin
+                    yield frame
+
+    def _origin(self) -> dict:
+        """The file, and the line of the row labelled 0 when the labels are row numbers
+        (a header line and no ``skiprows``, ``index_col``, ...): None otherwise."""
+        plain = not set(self.kwargs) & {"header", "names", "skiprows", "index_col", "comment",
+                                        "skip_blank_lines", "skipfooter", "nrows"}
+        return {"path": self.path, "first_line": 2 if plain else None}
+
+    @contextlib.contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        """pandas' read errors, as errors that name the file, the line and the fix."""
+        try:
+            yield
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"CSV file {self.path} is empty: no header line with column names, "
+                             "and no rows") from None
+        except pd.errors.ParserError as exc:
+            msg = " ".join(str(exc).split())
+            raise ValueError(
+                f"CSV file {self.path} has a malformed row: {msg}. Fix that line (a row with "
+                "more fields than the header: an unquoted separator or a stray field), or pass "
+                "on_bad_lines='skip' to CSVSource to leave such rows out") from None
 
     def __repr__(self) -> str:
         return f"CSVSource({self.path!r}, chunksize={self.chunksize})"
+
+
+def describe_row(frame: pd.DataFrame, label: Any) -> str:
+    """Where a row of a partition is, in words: ``"row 1203"``, and for a chunk of a
+    :class:`CSVSource`, ``"row 1203 (line 1205 of big.csv)"``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The partition (a CSV chunk carries its origin in ``attrs["source"]``).
+    label : object
+        The row's label in the partition's index.
+
+    Returns
+    -------
+    str
+    """
+    origin = frame.attrs.get("source") if hasattr(frame, "attrs") else None
+    if not origin:
+        return f"row {label!r}"
+    first = origin.get("first_line")
+    if first is not None and isinstance(label, (int, np.integer)):
+        return f"row {label} (line {int(label) + first} of {origin['path']})"
+    return f"row {label!r} of {origin['path']}"
 
 
 def is_dask_frame(data: Any) -> bool:
@@ -212,6 +281,15 @@ class DaskRowSource:
         self.ddf = ddf
         self.recipe = recipe
         self.nobs = nobs
+
+    def saved_without_rows(self) -> "DaskRowSource":
+        """Refused: a save with ``remove_data=True`` cannot leave the rows out of a dask
+        frame's task graph (:mod:`mixednn.persistence`)."""
+        raise pickle.PicklingError(
+                "a fit on a dask data frame cannot be saved with remove_data=True: its task "
+                "graph may hold the data themselves (dd.from_pandas); save it without "
+                "remove_data, or fit from a CSV file (mixednn.CSVSource), whose saved fit keeps "
+                "only the path")
 
     def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable | None = None,
                    desc: str = "", width: int = 64) -> Any:

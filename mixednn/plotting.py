@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from .interfaces import FitResults
+from .prediction import check_alpha
 from .profile import profile_frame
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -300,8 +301,7 @@ def plot_profile(res: FitResults, *, num: int = 61, alpha: float = 0.05,
     'log'
     """
     _check_results(res)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    alpha = check_alpha(alpha)
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 3:
         raise ValueError(f"num must be an integer >= 3, got {num!r}")
     choice = res.time_choice
@@ -371,6 +371,7 @@ def plot_profile(res: FitResults, *, num: int = 61, alpha: float = 0.05,
 
 # --------------------------------------------------------------------------------- fit
 def plot_fit(res: FitResults, *, smooth: bool = True,
+             ax: "Sequence[Axes] | None" = None,
              axes: "Sequence[Axes] | None" = None,
              figsize: tuple[float, float] = (10.0, 4.2)) -> "Figure":
     """Observed against fitted values, and residuals against fitted values.
@@ -385,7 +386,12 @@ def plot_fit(res: FitResults, *, smooth: bool = True,
     res : MixedLMNTKResults
     smooth : bool
         Add a LOWESS smoother to the residual panel.
+    ax : sequence of two matplotlib.axes.Axes, optional
+        Axes to draw the two panels into (observed vs fitted, residuals vs fitted),
+        e.g. one row of ``fig.subplots(2, 2)``; a new figure by default.  The name
+        every plot function shares.
     axes : sequence of two matplotlib.axes.Axes, optional
+        The same as ``ax`` (its earlier name); give one of them.
     figsize : tuple of float
 
     Returns
@@ -402,12 +408,19 @@ def plot_fit(res: FitResults, *, smooth: bool = True,
     2
     """
     _check_results(res)
+    if ax is not None and axes is not None:
+        raise TypeError("give the two Axes as ax= or as axes=, not both")
+    arg = "axes" if axes is not None else "ax"
+    axes = ax if ax is not None else axes
     if axes is None:
         fig, axes = _new_figure(figsize, ncols=2)
     else:
-        axes = list(axes)
+        if not hasattr(axes, "__len__") or hasattr(axes, "figure"):
+            raise TypeError(f"{arg} must be a sequence of two matplotlib Axes (one per "
+                            f"panel), got {type(axes).__name__}")
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
         if len(axes) != 2:
-            raise ValueError(f"axes must hold exactly two Axes, got {len(axes)}")
+            raise ValueError(f"{arg} must hold exactly two Axes, got {len(axes)}")
         fig = axes[0].figure
     ax1, ax2 = axes
     y = np.asarray(res.model.endog, dtype=float)

@@ -33,7 +33,8 @@ from scipy import stats
 
 from .numerics import flow_filter, flow_variance_filter
 
-__all__ = ["Predictor", "NewRows", "interval_frame", "check_interval", "check_alpha"]
+__all__ = ["Predictor", "NewRows", "interval_frame", "check_interval", "check_alpha",
+           "check_missing", "empty_prediction", "place_rows"]
 
 
 def check_interval(interval: Any) -> None:
@@ -65,13 +66,71 @@ def interval_frame(mean: np.ndarray, var: np.ndarray, noise: float, alpha: float
 class NewRows:
     """New rows ready for prediction: fixed-effects design, offset, and how they meet
     the training rows (``kernel``: the cross-kernel, rows x n; ``inputs``: the scaled
-    network inputs, for feature-space bases)."""
+    network inputs, for feature-space bases).
+
+    When rows with missing values were left out (``predict(missing="exclude")``, R's
+    ``na.action = na.exclude``), ``index`` labels the complete rows, ``positions`` are
+    their positions among all the rows asked for and ``full_index`` labels those:
+    :func:`place_rows` puts the predictions back, with NaN in the incomplete rows."""
 
     X: np.ndarray
     offset: np.ndarray
     index: Any
     kernel: np.ndarray | None = None
     inputs: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    full_index: Any = None
+
+    @property
+    def nrows(self) -> int:
+        """Number of (complete) rows to predict."""
+        return int(self.X.shape[0])
+
+
+def check_missing(missing: Any) -> str:
+    """``missing`` of ``predict``: ``"exclude"`` (NaN predictions for incomplete rows) or
+    ``"raise"``; anything else is a ValueError naming the option."""
+    if missing not in ("exclude", "raise"):
+        raise ValueError(f"missing must be 'exclude' (NaN predictions for rows with missing "
+                         f"values) or 'raise', got {missing!r}")
+    return missing
+
+
+def empty_prediction(interval: str | None, index: Any) -> pd.Series | pd.DataFrame:
+    """Predictions for no rows: an empty Series, or an empty frame with the interval
+    columns (``mean``, ``lower``, ``upper``, ``se``)."""
+    if interval is None:
+        return pd.Series(np.empty(0), index=index, name="predicted")
+    return interval_frame(np.empty(0), np.empty(0), 0.0, 0.05, index)
+
+
+def place_rows(out: pd.Series | pd.DataFrame, rows: NewRows) -> pd.Series | pd.DataFrame:
+    """The predictions of the complete rows put back among all the rows asked for, NaN
+    in the rows left out for missing values (R's ``na.exclude``), in the caller's order
+    and index (duplicated labels included).
+
+    Parameters
+    ----------
+    out : pandas.Series or pandas.DataFrame
+        Predictions of the complete rows (``rows.index``).
+    rows : NewRows
+
+    Returns
+    -------
+    pandas.Series or pandas.DataFrame
+    """
+    if rows.positions is None:
+        return out
+    n = len(rows.full_index)
+    values = out.to_numpy(dtype=float)
+    full = np.full((n,) + values.shape[1:], np.nan)
+    full[rows.positions] = values
+    if isinstance(out, pd.Series):
+        placed = pd.Series(full, index=rows.full_index, name=out.name)
+    else:
+        placed = pd.DataFrame(full, index=rows.full_index, columns=out.columns)
+    placed.attrs.update(out.attrs)
+    return placed
 
 
 @dataclass(frozen=True)

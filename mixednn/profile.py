@@ -171,9 +171,17 @@ def search_log_t(value: Callable[[float], float], values: Callable[[np.ndarray],
             v = value(math.exp(u))
             return v if np.isfinite(v) else np.inf
 
-        opt = minimize_scalar(f, bounds=(a, b), method="bounded",
-                              options={"xatol": xatol, "maxiter": maxiter})
+        # a non-finite value (+inf above) makes Brent's parabolic step inf - inf; it then
+        # falls back to a golden-section step, but numpy would warn about the NaN
+        with np.errstate(invalid="ignore", over="ignore"):
+            opt = minimize_scalar(f, bounds=(a, b), method="bounded",
+                                  options={"xatol": xatol, "maxiter": maxiter})
         converged = bool(opt.success)
+        # the grid only locates the minimum: its vectorised values (cross-products) can be
+        # off by rounding that the accurate value(t) is not, and v_hat is compared with
+        # value(0) below -- a spurious grid dip must not beat t = 0 (it did when y had a
+        # large mean: t changed when a constant was added to y)
+        v_hat = float(f(math.log(t_hat)))
         if opt.success and opt.fun <= v_hat:
             t_hat, v_hat = math.exp(opt.x), float(opt.fun)
         if polish is not None:

@@ -12,6 +12,7 @@ this object and the record; none of them searches for t again.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from functools import cached_property
@@ -21,8 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import comparison, inference, plotting, summary, training
-from .prediction import Predictor, check_alpha, check_interval, interval_frame
+from . import (comparison, contrasts, inference, intervals, persistence, plotting, summary,
+               training)
+from .exceptions import warn_at_caller
+from .prediction import (Predictor, check_alpha, check_interval, check_missing,
+                         empty_prediction, interval_frame, place_rows)
 from .profile import SpectralProfile, TimeEstimate, profile_frame
 from .timechoice import TimeChoice
 
@@ -98,10 +102,10 @@ class MixedLMNTKResults:
         if np.linalg.cond(xwx) > 1e14:
             # at this t the weights exp(-t lam) leave X~ (nearly) no directions to be
             # estimated on: the network has absorbed the fixed effects
-            warnings.warn(f"the fixed effects are not identified at t = {self.t:.4g}: X^T W X "
-                          "is singular (the fit nearly interpolates); their standard errors "
-                          "are NaN. Fewer fixed effects, more rows, or fit(t_method='reml') "
-                          "may help.", RuntimeWarning, stacklevel=3)
+            warn_at_caller(f"the fixed effects are not identified at t = {self.t:.4g}: X^T W X "
+                           "is singular (the fit nearly interpolates); their standard errors "
+                           "are NaN. Fewer fixed effects, more rows, or fit(t_method='reml') "
+                           "may help.", RuntimeWarning)
             cov = np.full(xwx.shape, np.nan)
         else:
             cov = self.scale * np.linalg.inv(xwx)
@@ -125,13 +129,63 @@ class MixedLMNTKResults:
         return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
                          index=self.model.exog_names, name="pvalues")
 
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald confidence intervals for the fixed effects (normal quantiles).
+    def conf_int(self, alpha: float = 0.05, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals for the fixed effects, conditional on t_hat.
 
-        Returns a DataFrame with columns 0 (lower) and 1 (upper), as statsmodels does.
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage.
+        method : {"wald", "profile"}
+            ``"wald"``: ``params +- z bse`` (normal quantiles, the default);
+            ``"profile"``: likelihood-ratio intervals at t_hat
+            (:func:`mixednn.intervals.params_profile_interval`, closed form).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns 0 (lower) and 1 (upper), as statsmodels does.
         """
-        z = stats.norm.ppf(1 - check_alpha(alpha) / 2)
+        alpha = check_alpha(alpha)
+        if method == "profile":
+            return intervals.params_profile_interval(self, alpha)
+        if method != "wald":
+            raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
+        z = stats.norm.ppf(1 - alpha / 2)
         return pd.DataFrame({0: self.params - z * self.bse, 1: self.params + z * self.bse})
+
+    # ------------------------------------------------------------ linear hypotheses
+    def t_test(self, r_matrix: Any):
+        """z tests of linear hypotheses ``R beta = q`` on the fixed effects.
+
+        Parameters
+        ----------
+        r_matrix : str, list of str, dict, array-like or tuple
+            As in statsmodels: ``"x1 = 0"``, ``"C(g)[T.b] = C(g)[T.c]"``,
+            ``"x1 = x2, x3 = 1"``, a matrix ``R`` (``q = 0``) or a tuple ``(R, q)``
+            (parsed by patsy's ``DesignInfo.linear_constraint``).
+
+        Returns
+        -------
+        statsmodels.stats.contrast.ContrastResults
+            Normal reference distribution (``use_t=False``, as statsmodels' MixedLM),
+            covariance ``cov_params()`` (conditional on t); see
+            :func:`mixednn.contrasts.t_test`.
+        """
+        return contrasts.t_test(self, r_matrix)
+
+    def wald_test(self, r_matrix: Any, *, use_f: bool = False, scalar: bool = True):
+        """Joint Wald test of ``R beta = q``: ``(R b - q)^T (R C R^T)^{-1} (R b - q)``
+        against chi2 with J degrees of freedom (``use_f=True``: divided by J, against
+        ``F(J, df_resid)``); see :func:`mixednn.contrasts.wald_test`.  Returns a
+        statsmodels ``ContrastResults``."""
+        return contrasts.wald_test(self, r_matrix, use_f=use_f, scalar=scalar)
+
+    def f_test(self, r_matrix: Any):
+        """F test of ``R beta = q`` (the Wald statistic over J against ``F(J, df_resid)``,
+        as statsmodels' ``f_test``); see :func:`mixednn.contrasts.f_test`.  Returns a
+        statsmodels ``ContrastResults``."""
+        return contrasts.f_test(self, r_matrix)
 
     # ------------------------------------------------------------- variance components
     @property
@@ -181,8 +235,27 @@ class MixedLMNTKResults:
         rule already acted on it."""
         return self.time_choice.diagnostic
 
-    def scale_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
-        """Wald interval for s2 on the log scale."""
+    def scale_conf_int(self, alpha: float = 0.05, method: str = "wald") -> tuple[float, float]:
+        """Interval for the residual variance s2.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage.
+        method : {"wald", "profile"}
+            ``"wald"`` (default): Wald on the log scale, from :attr:`scale_se`;
+            ``"profile"``: ``{s2 : 2 [l(s2_hat) - l(s2)] <= chi2_1(1 - alpha)}`` of the
+            REML (or ML) criterion at t_hat
+            (:func:`mixednn.intervals.scale_profile_interval`).
+
+        Returns
+        -------
+        (float, float)
+        """
+        if method == "profile":
+            return intervals.scale_profile_interval(self, check_alpha(alpha))
+        if method != "wald":
+            raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
         z = stats.norm.ppf(1 - check_alpha(alpha) / 2)
         se_log = self.scale_se / self.scale
         return (self.scale * math.exp(-z * se_log), self.scale * math.exp(z * se_log))
@@ -327,7 +400,7 @@ class MixedLMNTKResults:
 
         Returns
         -------
-        mixednn.training.TrainingPath
+        mixednn.trainingpath.TrainingPath
             Real and NTK-predicted losses, the stopping step and the agreement metric.
         """
         return training.train(self, lr, loss=loss, steps=steps, record_every=record_every,
@@ -382,7 +455,7 @@ class MixedLMNTKResults:
     def predict(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
                 interval: str | None = None, alpha: float = 0.05,
-                cross: str = "auto") -> pd.Series | pd.DataFrame:
+                cross: str = "auto", missing: str = "exclude") -> pd.Series | pd.DataFrame:
         """Predictions of the fitted (trained) network plus fixed effects (``docs/model.md``
         section 4; one implementation for every basis, :mod:`mixednn.prediction`).
 
@@ -412,15 +485,22 @@ class MixedLMNTKResults:
             streamed in one pass (O(n) per new row, more accurate); ``"auto"``: exact
             when that pass is cheap (n x (new rows + m) <= 2e8 kernel evaluations).  The
             route taken is in ``result.attrs["cross"]``.
+        missing : {"exclude", "raise"}
+            New rows with a missing value (NaN, None, ``pd.NA``) in a variable the
+            prediction needs: ``"exclude"`` (default, R's ``na.action = na.exclude``)
+            predicts NaN for them, in place, so that the result stays aligned with
+            ``newdata``'s index; ``"raise"`` raises a ValueError naming the columns.
 
         Returns
         -------
         pandas.Series or pandas.DataFrame
             A Series of means without ``interval``; otherwise columns ``mean``,
-            ``lower``, ``upper`` (and ``se``).
+            ``lower``, ``upper`` (and ``se``).  One row per new row (none for an empty
+            ``newdata``), in the order and with the index of ``newdata``.
         """
         check_interval(interval)
         alpha = check_alpha(alpha)
+        check_missing(missing)
         if cross not in ("auto", "exact", "features"):
             raise ValueError(f"cross must be 'auto', 'exact' or 'features', got {cross!r}")
         m = self.model
@@ -440,9 +520,40 @@ class MixedLMNTKResults:
                 out.attrs["cross"] = "features"
             return out
         rows = m.new_rows(newdata, exog=exog, ntk_inputs=ntk_inputs, kernel=kernel,
-                          offset=offset)
+                          offset=offset, missing=missing)
+        if rows.nrows == 0:  # no rows, or none complete
+            return place_rows(empty_prediction(interval, rows.index), rows)
         rotation = basis.cross_rotation(kernel=rows.kernel, inputs=rows.inputs, route=cross)
-        return self.predictor.frame(rotation, rows, interval, alpha)
+        return place_rows(self.predictor.frame(rotation, rows, interval, alpha), rows)
+
+    def get_prediction(self, newdata: pd.DataFrame | None = None,
+                       **kwargs: Any) -> "intervals.PredictionResults":
+        """Predictions with standard errors and both intervals, as statsmodels'
+        ``get_prediction``.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New rows (formula models); ``None`` predicts the training rows.
+        **kwargs
+            ``exog``, ``ntk_inputs``, ``kernel``, ``offset``, ``cross``: as in
+            :meth:`predict` (not ``interval`` or ``alpha``: both intervals, at any
+            level, come from the returned object).
+
+        Returns
+        -------
+        mixednn.intervals.PredictionResults
+            ``predicted_mean``, ``se_mean``, ``se_obs`` (``sqrt(se_mean^2 + s2)``),
+            ``conf_int(obs=False, alpha=0.05)`` and ``summary_frame(alpha=0.05)`` with
+            statsmodels' columns ``mean, mean_se, mean_ci_lower, mean_ci_upper,
+            obs_ci_lower, obs_ci_upper`` (normal quantiles).
+        """
+        for name in ("interval", "alpha"):
+            if name in kwargs:
+                raise TypeError(f"get_prediction() takes no {name!r}: pass alpha to "
+                                ".conf_int() or .summary_frame() of its result")
+        frame = self.predict(newdata, interval="confidence", **kwargs)
+        return intervals.PredictionResults.from_frame(frame, self.scale)
 
     # -------------------------------------------------------------------- plots
     def plot_profile(self, **kwargs: Any):
@@ -461,9 +572,85 @@ class MixedLMNTKResults:
         return plotting.plot_fit(self, **kwargs)
 
     # -------------------------------------------------------------------- summary
+    # -------------------------------------------------------------------- saving
+    def save(self, path: Any, remove_data: bool = False) -> None:
+        """Save the fit to a file; read it back with :func:`mixednn.load`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file (overwritten).  It starts with a small header (magic line, file
+            format version, mixednn version; :mod:`mixednn.persistence`) followed by the
+            pickled results, model included.
+        remove_data : bool
+            Leave the training rows out of the file, as statsmodels' ``remove_data``:
+            ``endog``, ``exog``, the offset, the row labels, the in-sample values
+            (``fittedvalues``, ``resid``, ``random_effects``), a precomputed n x n kernel
+            matrix, a finite network's cached n x P Jacobian and the training columns
+            kept for patsy (except the few rows patsy needs to rebuild the same design:
+            one per categorical level, or every row of the formula columns when the
+            formulas use stateful transforms such as ``center(x)``).  Kept, because
+            prediction at new rows needs them: the estimates and the time choice, the
+            rotated response and design ``U^T [y - f0, X]`` (the summary, the tests of
+            t = 0 and the profile read them), the basis (for a dense basis its n x n
+            eigenvectors, which rotate the cross-kernel of new rows), the input scaling,
+            the kernel or network, and the network inputs of the training rows when
+            the cross-kernel of new rows is computed from them (a dense basis of a
+            kernel evaluated on inputs; Nystrom features, whose ``cross="exact"``
+            route sums the kernel against every training row) -- not for a precomputed
+            kernel (``predict`` then takes the cross-kernel) or exact Jacobian features.
+            A streamed (CSV) fit keeps the path of its file.  After loading,
+            ``predict`` at new rows, ``summary()``, ``score_test()`` and ``lr_test()``
+            give the same results; what needs the rows (``fittedvalues``, ``resid``,
+            ``predict()`` of the training rows, ``plot_fit``, refits) raises
+            :class:`~mixednn.exceptions.DataRemovedError`.  The rotated data and a
+            dense basis together determine y: ``remove_data`` makes files smaller, it
+            does not anonymise them.
+
+        Raises
+        ------
+        pickle.PicklingError
+            Something in the fit cannot be saved, e.g. a lambda passed as ``kernel=``
+            without ``cloudpickle`` installed (the message names the option and the fix).
+
+        Examples
+        --------
+        >>> import os, tempfile, numpy as np, mixednn as mn
+        >>> rng = np.random.default_rng(0); Z = rng.normal(size=(60, 2))
+        >>> y = np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=60)
+        >>> res = mn.MixedLMNTK(y, np.ones((60, 1)), Z, network=mn.MLP(depth=1)).fit()
+        >>> path = os.path.join(tempfile.mkdtemp(), "fit.mixednn")
+        >>> res.save(path, remove_data=True)
+        >>> back = mn.load(path)
+        >>> bool(back.predict(exog=np.ones((2, 1)), ntk_inputs=Z[:2]).equals(
+        ...      res.predict(exog=np.ones((2, 1)), ntk_inputs=Z[:2])))
+        True
+        """
+        persistence.save(self, path, remove_data=remove_data)
+
+    def saved_without_rows(self) -> "MixedLMNTKResults":
+        """What ``save(..., remove_data=True)`` stores (:mod:`mixednn.persistence`): a copy
+        without the cached in-sample values, or this object when none is cached."""
+        cached = [name for name in ("fittedvalues", "resid", "random_effects")
+                  if name in self.__dict__]
+        if not cached:
+            return self
+        new = copy.copy(self)
+        for name in cached:
+            del new.__dict__[name]
+        return new
+
     def summary(self, alpha: float = 0.05):
         """A statsmodels ``Summary`` (text, HTML and LaTeX) of the fit."""
         return summary.build_summary(self, alpha=check_alpha(alpha))
+
+    def __str__(self) -> str:
+        """The summary's text (``print(res)``), as linearmodels' results print."""
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML, shown by Jupyter for a results object in a cell."""
+        return self.summary().as_html()
 
     def __repr__(self) -> str:
         if self.free_modes:

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from .exceptions import DataRemovedError
+
 __all__ = ["PROGRESS", "LANDMARK_RULES", "RowChunk", "ArraySource", "TreeReducer",
            "chunk_rows", "show_progress", "pool_size", "row_keys", "smallest_keys"]
 
@@ -101,12 +103,43 @@ class ArraySource:
         self.y, self.X, self.Z, self.offset = y, X, Z, offset
         self.nobs = int(y.shape[0])
         self.chunk_rows = chunk_rows
+        self.rows_removed = False
+
+    def without_rows(self, keep_inputs: bool) -> "ArraySource":
+        """A copy without the training rows (a fit saved with ``remove_data=True``).
+
+        With ``keep_inputs`` the network inputs stay, and chunks serve them with NaN in
+        place of the response, design and offset (enough for passes that map the inputs
+        alone, such as the exact cross-kernel of new rows); without, every pass raises
+        :class:`~mixednn.exceptions.DataRemovedError`.
+        """
+        new = ArraySource.__new__(ArraySource)
+        new.__dict__.update(self.__dict__)
+        new.y = new.X = new.offset = None
+        new.Z = self.Z if keep_inputs else None
+        new.n_exog = int(self.X.shape[1]) if self.X is not None else 0
+        new.rows_removed = True
+        return new
 
     def chunks(self, rows: int) -> Iterable[RowChunk]:
+        if self.__dict__.get("rows_removed", False):
+            yield from self._input_chunks(rows)
+            return
         for i in range(0, self.nobs, rows):
             sl = slice(i, min(i + rows, self.nobs))
             yield RowChunk(self.y[sl], self.X[sl], None if self.Z is None else self.Z[sl],
                            self.offset[sl])
+
+    def _input_chunks(self, rows: int) -> Iterable[RowChunk]:
+        if self.Z is None:
+            raise DataRemovedError(
+                "the training rows were removed when this fit was saved with remove_data=True, "
+                "and this needs them; refit the model on the data or save it without "
+                "remove_data (predictions at new rows still work)")
+        for i in range(0, self.nobs, rows):
+            k = min(i + rows, self.nobs) - i
+            yield RowChunk(np.full(k, np.nan), np.full((k, self.n_exog), np.nan),
+                           self.Z[i:i + k], np.full(k, np.nan))
 
     def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable[[Any, Any], Any] | None = None,
                    desc: str = "", width: int = 64) -> Any:

@@ -20,17 +20,16 @@ in :mod:`mixednn.lowrank`.  :func:`decompose` builds a dense one.
 from __future__ import annotations
 
 import math
-import warnings
 from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
 import scipy.linalg
 
-from .exceptions import KernelClippedWarning
+from .exceptions import KernelClippedWarning, warn_at_caller
 
 __all__ = ["EigenBasis", "TridiagonalBasis", "LowRankBasis", "decompose", "CrossRotation",
-           "DenseCrossRotation", "InSampleRotation"]
+           "DenseCrossRotation", "InSampleRotation", "clip_warning_threshold"]
 
 
 # ----------------------------------------------------------------------- cross-rotations
@@ -168,6 +167,15 @@ class TridiagonalBasis(EigenBasis):
     def n(self) -> int:
         return int(self.tri_vectors.shape[0])
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_ormqr", None)  # a LAPACK routine: looked up again on loading
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ormqr = scipy.linalg.get_lapack_funcs("ormqr", (self.reflectors,))
+
     def _apply_q(self, M: np.ndarray, trans: str) -> np.ndarray:
         M = np.asarray(M, dtype=float)
         vec = M.ndim == 1
@@ -244,12 +252,39 @@ def _clip_spectrum(lam: np.ndarray, check: bool, what: str) -> np.ndarray:
             f"{what} is not positive semi-definite: {k} eigenvalue(s) below "
             f"-{hard:.3g} (smallest {lam.min():.4g}, largest {top:.4g}); a training operator "
             "must be PSD — check how the kernel was built (symmetrise it, or add a small ridge)")
-    soft = max(n, 100) * np.finfo(float).eps * top
+    soft = clip_warning_threshold(n) * top
     if check and lam.min() < -soft:
-        warnings.warn(
+        warn_at_caller(
             f"{what}: {int((lam < 0).sum())} slightly negative eigenvalue(s) (smallest "
-            f"{lam.min():.3g}) set to zero as rounding error", KernelClippedWarning, stacklevel=4)
+            f"{lam.min():.3g}, largest {top:.4g}) set to zero as rounding error",
+            KernelClippedWarning)
     return np.maximum(lam, 0.0)
+
+
+def clip_warning_threshold(n: int) -> float:
+    """Relative size ``|lam_min| / lam_max`` from which clipping a negative eigenvalue
+    of an n x n kernel is reported (:class:`~mixednn.exceptions.KernelClippedWarning`).
+
+    Below it the negative eigenvalues are rounding: of the eigensolver (about
+    ``n eps lam_max``) and of the kernel's closed form, whose entries near coincident
+    inputs carry errors of order ``sqrt(eps)`` (``arccos`` near 1).  Measured on
+    one-input ReLU NTK fits at n = 30-2000 (the worst case: many nearly coincident
+    inputs), ``|lam_min| / lam_max`` stays below 2.5e-10; the threshold
+    ``max(sqrt(eps) / 10, sqrt(n) n eps)`` (1.5e-9 up to n of about 35,000) leaves a
+    margin of 6.  Beyond ``sqrt(eps)`` the kernel is not PSD and :func:`decompose`
+    raises.
+
+    Parameters
+    ----------
+    n : int
+        Size of the kernel.
+
+    Returns
+    -------
+    float
+    """
+    eps = np.finfo(float).eps
+    return max(0.1 * math.sqrt(eps), math.sqrt(n) * n * eps)
 
 
 def _compact_reflectors(c: np.ndarray) -> np.ndarray:
@@ -284,7 +319,8 @@ def decompose(K: np.ndarray, *, method: str = "auto", check_psd: bool = True,
         whenever memory is tight it is the leaner of the two: 3 n x n matrices at peak).
     check_psd : bool
         Raise if eigenvalues are negative beyond rounding (``sqrt(eps) * max|lam|``);
-        tiny negative ones are set to zero with a :class:`KernelClippedWarning`.
+        tiny negative ones are set to zero, with a :class:`KernelClippedWarning` when they
+        exceed :func:`clip_warning_threshold` (relative to ``max|lam|``).
 
     Returns
     -------

@@ -43,6 +43,7 @@ column of the data.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -54,8 +55,12 @@ import patsy
 from patsy import EvalEnvironment, NAAction
 from patsy.util import SortAnythingKey
 
-from .formula import InputScaling, capture_env, columns_mentioned, ntk_desc, patsy_message
-from .partitions import CSVRowSource, DaskRowSource, is_dask_frame, reduce_frames
+from .formula import (InputScaling, capture_env, check_bar_terms, check_fixed_effects,
+                      check_formula_columns, check_network_factors, check_no_inf,
+                      check_row_count, columns_mentioned, minimal_reference_frame, plain_dtypes,
+                      ntk_desc, patsy_message, picklable_namespace, removed_rows_error,
+                      restored_namespace)
+from .partitions import CSVRowSource, DaskRowSource, describe_row, is_dask_frame, reduce_frames
 from .rows import RowChunk, pool_size, row_keys, smallest_keys
 
 __all__ = ["build_streamed_design", "StreamedDesign", "DesignRecipe"]
@@ -83,6 +88,30 @@ class DesignRecipe:
     ref_frame: pd.DataFrame
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def __getstate__(self) -> dict:
+        """The state, functions of the namespace wrapped so that an unpicklable one is
+        named and modules saved by name."""
+        state = dict(self.__dict__)
+        state["namespace"] = picklable_namespace(self.namespace)
+        return state
+
+    def saved_without_rows(self) -> "DesignRecipe":
+        """What a save with ``remove_data=True`` stores (:mod:`mixednn.persistence`): a copy
+        whose reference frame keeps only the formula columns of the rows that give the
+        same design infos (one per categorical level, often a single row)."""
+        if self.__dict__.get("rows_minimal", False):
+            return self
+        text = self.formula + " " + (self.ntk if isinstance(self.ntk, str) else "")
+        ref = self.ref_frame[columns_mentioned(self.ref_frame, text)]
+        new = dataclasses.replace(self, ref_frame=minimal_reference_frame(
+            ref, lambda f: dataclasses.replace(self, ref_frame=f)._build_infos(), self.infos()))
+        new.rows_minimal = True
+        return new
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.namespace = restored_namespace(self.namespace)
+
     # -- design infos ------------------------------------------------------------------
     def env(self) -> EvalEnvironment:
         return EvalEnvironment([dict(self.namespace)])
@@ -101,15 +130,16 @@ class DesignRecipe:
         try:
             y_df, X_df = patsy.dmatrices(self.formula, frame, eval_env=env, NA_action=na,
                                          return_type="dataframe")
-        except patsy.PatsyError as exc:
+        except (patsy.PatsyError, SyntaxError) as exc:
             raise ValueError(patsy_message(exc, self.formula, frame)) from None
         z_info = None
         if isinstance(self.ntk, str):
             try:
                 z_info = patsy.dmatrix(ntk_desc(self.ntk), frame, eval_env=env, NA_action=na,
                                        return_type="dataframe").design_info
-            except patsy.PatsyError as exc:
+            except (patsy.PatsyError, SyntaxError) as exc:
                 raise ValueError(patsy_message(exc, self.ntk, frame)) from None
+            check_network_factors(z_info, self.ntk)  # levels per row: unknown here
         return y_df.design_info, X_df.design_info, z_info
 
     # -- partitions ----------------------------------------------------------------------
@@ -132,10 +162,41 @@ class DesignRecipe:
             frame[col] = pd.Categorical(vals.astype(object).where(vals.notna(), None), categories=lev)
         return frame
 
+    def check_numbers(self, frame: pd.DataFrame) -> None:
+        """Raise if a column that is numeric in the first rows holds text in this
+        partition, naming the column, the value and its row (and line of a CSV file)."""
+        text = self.formula + " " + (self.ntk if isinstance(self.ntk, str)
+                                     else " ".join(map(str, self.ntk)))
+        cols = columns_mentioned(self.ref_frame, text) + ([self.offset] if self.offset else [])
+        for c in cols:
+            if c in self.levels or c not in frame.columns or c not in self.ref_frame.columns:
+                continue
+            ref, col = self.ref_frame[c].dtype, frame[c]
+            if not pd.api.types.is_numeric_dtype(ref) or pd.api.types.is_bool_dtype(ref) \
+                    or pd.api.types.is_numeric_dtype(col.dtype):
+                continue
+            values = col.dropna()
+            bad = pd.to_numeric(values, errors="coerce").isna().to_numpy()
+            if not bad.any():
+                continue
+            first = np.flatnonzero(bad)[0]
+            raise ValueError(
+                f"column {c!r} is numeric, but holds text in {describe_row(frame, values.index[first])}: "
+                f"{values.iloc[first]!r}"
+                f"{f' (and {int(bad.sum()) - 1} more value(s) in these rows)' if bad.sum() > 1 else ''}"
+                f"; correct the data, or read the column as numbers with missing values, e.g. "
+                f"CSVSource(..., na_values=[{str(values.iloc[first])!r}])")
+
     def chunk(self, frame: pd.DataFrame) -> RowChunk:
         """The complete rows of one partition (``n_dropped``: incomplete rows left out)."""
         n_in = len(frame)
         labels = frame.index
+        raw = frame
+        text = self.formula + " " + (self.ntk if isinstance(self.ntk, str)
+                                     else " ".join(map(str, self.ntk)))
+        frame = plain_dtypes(frame, columns_mentioned(frame, text)
+                             + ([self.offset] if self.offset else []))
+        self.check_numbers(frame)
         f = self.cast(frame).reset_index(drop=True)
         y_info, X_info, z_info = self.infos()
         p = len(X_info.column_names)
@@ -159,7 +220,7 @@ class DesignRecipe:
                                     f"formula instead, e.g. ntk='~ C({bad[0]}) + ...'")
                 Z_df = f[list(self.ntk)].astype(float)
                 Z_df = Z_df.loc[Z_df.notna().all(axis=1)]
-        except patsy.PatsyError as exc:
+        except (patsy.PatsyError, SyntaxError) as exc:
             env_err = exc
         if env_err is not None:
             raise ValueError(patsy_message(env_err, self.formula, f))
@@ -173,6 +234,12 @@ class DesignRecipe:
         X = X_df.loc[keep].to_numpy(dtype=float)
         Z = Z_df.loc[keep].to_numpy(dtype=float)
         pos = keep.to_numpy()
+        where = lambda label: describe_row(raw, label)  # noqa: E731
+        check_no_inf(y, list(y_info.column_names), "the response", labels[pos], where)
+        check_no_inf(X, list(X_info.column_names), "the fixed-effects design", labels[pos], where)
+        check_no_inf(Z, list(z_info.column_names) if z_info is not None else list(map(str, self.ntk)),
+                     "the network inputs", labels[pos], where)
+        check_no_inf(off[pos], [str(self.offset)], "the offset", labels[pos], where)
         return RowChunk(y, X, Z, off[pos], labels[pos], n_dropped=n_in - len(keep))
 
 
@@ -237,6 +304,8 @@ class StreamedDesign:
     """
 
     streamed = True
+    #: in-sample rows are not read again (a fit saved with ``remove_data=True``)
+    rows_removed = False
 
     def __init__(self, source: Any, recipe: DesignRecipe, scan: _Scan, *, endog_name: str,
                  exog_names: list[str], ntk_names: list[str], exog_design_info: Any,
@@ -265,6 +334,27 @@ class StreamedDesign:
         self._cache: dict[str, Any] = {}
         source.nobs = self.nobs
 
+    # -- pickling: the design infos are rebuilt from the recipe, rows re-read on demand ----
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = {}  # rows read from the source: read again when asked for
+        state["exog_design_info"] = state["ntk_design_info"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        _, self.exog_design_info, self.ntk_design_info = self.recipe.infos()
+
+    def without_rows(self, keep_inputs: bool = False) -> "StreamedDesign":
+        """A copy for a fit saved with ``remove_data=True``: in-sample rows are not read
+        again (:class:`~mixednn.exceptions.DataRemovedError`); the source keeps the path of
+        its file (a feature-space basis reads its inputs for the exact cross-kernel)."""
+        new = StreamedDesign.__new__(StreamedDesign)
+        new.__dict__.update(self.__dict__)
+        new._cache = {}
+        new.rows_removed = True
+        return new
+
     @property
     def rows_loaded(self) -> bool:
         """Whether the rows have been read into memory (a fit never needs to)."""
@@ -288,6 +378,8 @@ class StreamedDesign:
 
     # -- materialised in-sample data ---------------------------------------------------
     def _materialise(self, with_z: bool = False) -> dict[str, Any]:
+        if self.__dict__.get("rows_removed", False):
+            raise removed_rows_error("in-sample rows")
         if "y" in self._cache and (not with_z or "Z" in self._cache):
             return self._cache
         offset_fn, scaling = self.offset_fn, self._scaling
@@ -416,6 +508,7 @@ def build_streamed_design(formula: str, data: Any, *, ntk: str | Sequence[str] |
     ntk_text, ntk_cols = _network_columns(ntk, columns)
     if offset is not None and offset not in columns:
         raise KeyError(f"offset column {offset!r} not found in data")
+    _check_first_rows(data, dask_frame, formula + " " + ntk_text)
     lev = _fixed_levels(data, formula + " " + ntk_text, dtypes, columns, levels)
     recipe = _design_recipe(formula, ntk if isinstance(ntk, str) else ntk_cols, offset, lev,
                             _reference_frame(data, dask_frame), env, columns)
@@ -443,11 +536,23 @@ def _check_options(formula: Any, ntk: Any, offset: Any, missing: str, levels: An
         raise ValueError(f"formula must be a two-sided patsy formula like 'y ~ x1 + x2', got {formula!r}")
     if ntk is None:
         raise ValueError("streamed data need network inputs: pass ntk='~ x1 + x2' or a column list")
+    check_bar_terms(formula)
+    if isinstance(ntk, str):
+        check_bar_terms(ntk, "network-input formula")
     if offset is not None and not isinstance(offset, str):
         raise ValueError("with streamed data the offset must be a column name (an array cannot "
                          "be aligned with the partitions)")
     if levels is not None and not isinstance(levels, dict):
         raise TypeError("levels must be a dict {column: [levels...]}")
+
+
+def _check_first_rows(data: Any, dask_frame: bool, text: str) -> None:
+    """Numbers stored as text and dates in the first 1,000 rows (or the first partition),
+    refused as :func:`mixednn.formula.check_formula_columns` refuses them in memory."""
+    head = data.head(1000) if not dask_frame else data.partitions[0].compute().head(1000)
+    if len(head):
+        check_formula_columns(plain_dtypes(head), text,
+                              describe_row=lambda label: describe_row(head, label))
 
 
 def _columns_and_dtypes(data: Any, dask_frame: bool) -> tuple[list, pd.Series]:
@@ -504,7 +609,8 @@ def _reference_frame(data: Any, dask_frame: bool) -> pd.DataFrame:
     """The first 50 rows, from which the design infos are built."""
     ref = data.head(50, npartitions=-1) if dask_frame else data.head(50)
     if len(ref) == 0:
-        raise ValueError("the data have no rows")
+        where = "" if dask_frame else f" (CSV file {data.path} has a header line only)"
+        raise ValueError(f"the data have no rows{where}: nothing to fit")
     return ref
 
 
@@ -546,10 +652,9 @@ def _check_rows(scan: _Scan, exog_names: list[str], endog_name: str, missing: st
                          "the complete rows")
     if n == 0:
         raise ValueError("no complete rows remain after dropping missing values")
-    _check_gram_fixed_effects(scan.xtx, exog_names)
-    if n <= p + 1:
-        raise ValueError(f"{n} observation(s) for {p} fixed effect(s) plus the residual variance: "
-                         f"need n > p + 1 (at least {p + 2} complete rows)")
+    check_row_count(n, p)
+    # X^T X loses half the digits of X: aliased below a relative residual of sqrt(1e-10)
+    check_fixed_effects(scan.xtx, exog_names, rtol=1e-5, gram=True)
     if not scan.y_m2 > 0:
         raise ValueError(f"the response {endog_name!r} is constant; there is nothing to model")
 
@@ -562,32 +667,3 @@ class _ScanFn:
 
     def __call__(self, chunk: RowChunk) -> _Scan:
         return _Scan.of(chunk, self.pool, self.seed)
-
-
-def _check_gram_fixed_effects(G: np.ndarray, names: Sequence[str]) -> None:
-    """:func:`mixednn.formula.check_fixed_effects` from ``X^T X`` (greedy, in design order)."""
-    p = G.shape[0]
-    if p == 0:
-        return
-    zero = [names[j] for j in range(p) if not G[j, j] > 0]
-    if zero:
-        raise ValueError(
-            f"fixed-effects column(s) {zero} are all zero on the rows used (often a categorical "
-            "level absent from the data); drop or merge that level, or remove the term")
-    kept: list[int] = []
-    aliased = []
-    for j in range(p):
-        r2 = G[j, j]
-        if kept:
-            Gk = G[np.ix_(kept, kept)]
-            g = G[kept, j]
-            r2 = G[j, j] - g @ np.linalg.solve(Gk, g)
-        if r2 <= 1e-10 * G[j, j]:
-            aliased.append(names[j])
-        else:
-            kept.append(j)
-    if aliased:
-        raise ValueError(
-            f"the fixed-effects design is rank deficient (rank {len(kept)} < {p} columns): "
-            f"column(s) {aliased} are linear combinations of the earlier columns; remove those "
-            "terms or merge categorical levels")

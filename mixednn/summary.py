@@ -9,7 +9,76 @@ from statsmodels.iolib.summary2 import Summary
 
 from .interfaces import FitResults
 
-__all__ = ["build_summary", "SUMMARY_EXACT_MAX_N"]
+__all__ = ["build_summary", "SUMMARY_EXACT_MAX_N", "LatexSafeSummary", "latex_escape"]
+
+#: LaTeX's special characters in running text, and what stands for each.
+_LATEX_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$",
+               "%": r"\%", "&": r"\&", "_": r"\_", "^": r"\textasciicircum{}",
+               "~": r"\textasciitilde{}", "<": r"\textless{}", ">": r"\textgreater{}",
+               "|": r"\textbar{}"}
+#: Those that statsmodels' tables leave as they are (it escapes # $ % & > _ | itself).
+_LATEX_TABLE = {c: _LATEX_TEXT[c] for c in ("\\", "{", "}", "^", "~", "<")}
+
+
+def latex_escape(text: str, table: bool = False) -> str:
+    """``text`` with LaTeX's special characters escaped, so that it compiles as text.
+
+    Parameters
+    ----------
+    text : str
+    table : bool
+        For a cell of a statsmodels table, which escapes ``# $ % & > _ |`` itself: only
+        the other special characters are escaped here.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(latex_escape("x_1 ^ 2 & 5%"))
+    x\\_1 \\textasciicircum{} 2 \\& 5\\%
+    """
+    chars = _LATEX_TABLE if table else _LATEX_TEXT
+    return "".join(chars.get(ch, ch) for ch in str(text))
+
+
+def _escape_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    def esc(v: object) -> object:
+        return latex_escape(v, table=True) if isinstance(v, str) else v
+
+    out = frame.copy()
+    out.index = [esc(v) for v in frame.index]
+    out.columns = [esc(v) for v in frame.columns]
+    return out.map(esc) if hasattr(out, "map") else out.applymap(esc)
+
+
+class LatexSafeSummary(Summary):
+    """statsmodels' ``Summary`` whose :meth:`as_latex` compiles: statsmodels escapes
+    some special characters in the tables, none in the notes under them (``z_b``,
+    ``lambda_max``, ``5%``, ``(y - f)^2``); here every text is escaped."""
+
+    def as_latex(self, label: str = "") -> str:
+        """The summary as a LaTeX ``table`` (tables and notes escaped).
+
+        Parameters
+        ----------
+        label : str
+            The table's ``\\label``.
+
+        Returns
+        -------
+        str
+        """
+        saved = self.tables, self.extra_txt, self.title
+        self.tables = [_escape_cells(t) if isinstance(t, pd.DataFrame) else t
+                       for t in self.tables]
+        self.extra_txt = [latex_escape(t) for t in self.extra_txt]
+        self.title = None if self.title is None else latex_escape(self.title)
+        try:
+            return super().as_latex(label=latex_escape(label))
+        finally:
+            self.tables, self.extra_txt, self.title = saved
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -21,8 +90,9 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def build_summary(res: FitResults, alpha: float = 0.05) -> Summary:
-    """Header, fixed effects, variance components, and the network's effective size."""
-    smry = Summary()
+    """Header, fixed effects, variance components, and the network's effective size
+    (a :class:`LatexSafeSummary`: its LaTeX compiles)."""
+    smry = LatexSafeSummary()
     smry.add_title("Mixed Linear Model with a Neural Tangent Kernel random effect")
     smry.add_dict(_header(res), ncols=2)
     for line in _model_lines(res):

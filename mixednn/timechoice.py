@@ -17,7 +17,7 @@ construction to :func:`mixednn.stopping.make_criterion`; :func:`choose_t` picks 
 
 from __future__ import annotations
 
-import warnings
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +25,16 @@ import numpy as np
 import pandas as pd
 
 from .autotime import AUTO_OPTIONS, AutoCheck, auto_time
-from .exceptions import BoundaryFitWarning, DegenerateFitWarning, InterpolationWarning
+from .exceptions import (BoundaryFitWarning, DegenerateFitWarning, InterpolationWarning,
+                         warn_at_caller)
 from .freemodes import FreeModes, free_mode_smoother, free_mode_split, select_free_modes
 from .profile import SpectralProfile, TimeEstimate
 from .smoother import SmootherData
 from .stopping import (LIKELIHOOD_RULES, StoppingDiagnostic, check_rule, choose_time, diagnose,
                        residual_df_ok)
 
-__all__ = ["TimeChoice", "choose_t", "RULE_NAMES", "emit_warnings"]
+__all__ = ["TimeChoice", "choose_t", "RULE_NAMES", "emit_warnings", "check_t_options",
+           "T_OPTION_VALUES"]
 
 #: Display names of the rules (summary, plots, command line).
 RULE_NAMES = {"reml": "REML", "ml": "ML", "gcv": "GCV", "cp": "Cp/SURE", "loo": "leave-one-out",
@@ -124,10 +126,11 @@ class TimeChoice:
         return out + (f", {self.k} free modes" if self.k else "")
 
 
-def emit_warnings(choice: TimeChoice, stacklevel: int) -> None:
-    """Raise the warnings recorded in ``choice`` (``stacklevel`` counted from the caller)."""
+def emit_warnings(choice: TimeChoice, stacklevel: int = 2) -> None:
+    """Raise the warnings recorded in ``choice`` at the user's line (the first frame
+    outside mixednn, whatever the call path; ``stacklevel`` is kept for compatibility)."""
     for category, message in choice.warnings:
-        warnings.warn(message, category, stacklevel=stacklevel + 1)
+        warn_at_caller(message, category)
 
 
 def _search_warnings(est: TimeEstimate) -> list[tuple[type, str]]:
@@ -180,6 +183,30 @@ def _degenerate(profile: SpectralProfile, est: TimeEstimate, reml: bool,
              "use their mean with weights), or a kernel that interpolates the data")]
 
 
+#: RSS at t = 0 at most this fraction of ``||y - f0||^2`` (about (300 eps)^2): the fixed
+#: effects reproduce the response to rounding.
+EXACT_FIT_RSS = 1e-26
+
+
+def _check_residual(profile: SpectralProfile) -> None:
+    """Raise when the fixed effects (and the offset) reproduce the response exactly.
+
+    Then no residual is left at any t, s2 -> 0 and the likelihood is unbounded; t, s2
+    and the log-likelihood would be set by rounding alone (they changed with the row
+    order).  A constant response with an intercept is the simplest case."""
+    total = float(profile.y_rot @ profile.y_rot)
+    if profile.rest_gram is not None:
+        total += float(profile.rest_gram[-1, -1])
+    rss = profile.point(0.0, True).rss
+    if not rss > EXACT_FIT_RSS * total:
+        raise ValueError(
+            "the fixed effects reproduce the response exactly (the response minus the "
+            "offset is a linear combination of the fixed-effects columns, residual sum of "
+            f"squares {rss:.3g} against {total:.3g}): nothing is left for the network or the "
+            "noise to model, and the likelihood is unbounded; remove fixed-effects terms or "
+            "check the response")
+
+
 def _diagnostic(data: SmootherData, reml: bool) -> StoppingDiagnostic | None:
     try:
         return diagnose(data, reml=reml)
@@ -199,6 +226,70 @@ def _check_free_modes(free_modes: Any) -> Any:
             or free_modes < 0:
         raise ValueError(f"free_modes must be a non-negative integer or 'auto', got {free_modes!r}")
     return int(free_modes)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) \
+        and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
+
+
+#: The value each option of ``fit(t_options=...)`` takes: (test, description).
+T_OPTION_VALUES = {
+    "alpha": (lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
+    "nsim": (lambda v: _is_int(v) and v >= 19, "an integer >= 19"),
+    "min_excess": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "seed": (lambda v: v is None or (_is_int(v) and v >= 0)
+             or isinstance(v, (np.random.Generator, np.random.SeedSequence)),
+             "None, an integer >= 0 or a numpy Generator"),
+    "points_per_decade": (lambda v: v is None or (_is_int(v) and v >= 1),
+                          "None or an integer >= 1"),
+    "sigma2": (lambda v: v in ("gcv", "reml") if isinstance(v, str) else _is_real(v) and v > 0,
+               "'gcv', 'reml' or a positive number"),
+    "folds": (lambda v: (_is_int(v) and v >= 2)
+              or (not isinstance(v, (str, bytes, dict)) and hasattr(v, "__len__")
+                  and not _is_real(v)),
+              "an integer >= 2 or a list of row-index arrays"),
+    "k_rule": (lambda v: isinstance(v, str), "one of 'gcv', 'loo', 'aic', 'bic'"),
+    "k_candidates": (lambda v: v is None or (hasattr(v, "__len__") and not isinstance(v, str)
+                                             and all(_is_int(k) and k >= 0 for k in v)),
+                     "None or a list of non-negative integers"),
+}
+
+
+def check_t_options(t_options: Any) -> dict:
+    """``fit(t_options=...)`` as a dict, each known option's value checked.
+
+    Parameters
+    ----------
+    t_options : dict or None
+
+    Returns
+    -------
+    dict
+        A copy (unknown names are left to the rule, which lists the valid ones).
+
+    Raises
+    ------
+    TypeError
+        ``t_options`` is not a dict.
+    ValueError
+        An option's value has the wrong type or range (the message names it).
+    """
+    if t_options is None:
+        return {}
+    if not isinstance(t_options, dict):
+        raise TypeError(f"t_options must be a dict of option names and values, e.g. "
+                        f"{{'alpha': 0.01}}; got {type(t_options).__name__} {t_options!r}")
+    for name, value in t_options.items():
+        test, what = T_OPTION_VALUES.get(name, (None, ""))
+        if test is not None and not test(value):
+            label = f"{name} of the auto rule" if name in ("alpha", "nsim", "min_excess") else name
+            raise ValueError(f"t_options: {label} must be {what}, got {value!r}")
+    return dict(t_options)
 
 
 def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
@@ -232,10 +323,11 @@ def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
         raise TypeError(f"reml must be True (REML) or False (ML), got {reml!r}")
     reml = bool(reml)
     free_modes = _check_free_modes(free_modes)
-    options = dict(t_options or {})
+    options = check_t_options(t_options)
     auto = t_method is None or (isinstance(t_method, str) and t_method.lower() == "auto")
     lik = "reml" if reml else "ml"
     plain = data.profile
+    _check_residual(plain)
     if free_modes == 0 and t_method is None:
         return _choose_likelihood_checked(data, reml, options)
     if free_modes == 0 and auto:

@@ -14,7 +14,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "mixednn"
 
 #: Bottom to top.  Within a layer, a module may import the ones listed before it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("0 foundations", ["mixednn.exceptions", "mixednn.numerics", "mixednn.interfaces"]),
+    ("0 foundations", ["mixednn.exceptions", "mixednn.numerics", "mixednn.interfaces",
+                       "mixednn.persistence"]),
     ("1 data and kernels", [
         "mixednn.rows", "mixednn.formula", "mixednn.partitions", "mixednn.streaming",
         "mixednn.datasets.loaders", "mixednn.datasets",
@@ -30,10 +31,11 @@ LAYERS: list[tuple[str, list[str]]] = [
         "mixednn.prediction", "mixednn.tailprob", "mixednn.quadform", "mixednn.chi2sums",
         "mixednn.hypotheses"]),
     ("6 reading a fit", ["mixednn.lrnull", "mixednn.inference", "mixednn.comparison",
-                         "mixednn.training", "mixednn.plotting", "mixednn.summary"]),
+                         "mixednn.trainingpath", "mixednn.training", "mixednn.plotting",
+                         "mixednn.summary", "mixednn.contrasts", "mixednn.intervals"]),
     ("7 results", ["mixednn.results"]),
     ("8 model", ["mixednn.model"]),
-    ("9 applications", ["mixednn.hyper", "mixednn.cli", "mixednn"]),
+    ("9 applications", ["mixednn.kernelgrad", "mixednn.hyper", "mixednn.cli", "mixednn"]),
 ]
 
 #: Modules that import torch at module level: the only package modules that may be

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import mixednn as mn
-from mixednn.hyper import (ScaledInputsMLP, compare_kernels, ntk_torch, optimize_kernel,
-                           profiled_loglike, profiled_loglike_and_grad, reml_gradient_matrix,
-                           with_network)
+from mixednn.hyper import (ScaledInputsMLP, compare_kernels, optimize_kernel, profiled_loglike,
+                           profiled_loglike_and_grad, with_network)
+from mixednn.kernelgrad import ntk_torch, reml_gradient_matrix
 from mixednn.profile import SpectralProfile
 
 from .conftest import rbf

@@ -296,3 +296,20 @@ def test_low_rank_keeps_memory_off_n_squared():
     assert res.fittedvalues.shape == (n,)
     # the fitted kernel's trace is ||Phi||_F^2 and the rest of the spectrum is zero
     assert res.edf < 60 and 0 < res.signal_share <= 1
+
+
+def test_rlrt_of_a_complete_nystrom_basis_equals_the_dense_one():
+    """low_rank = n reproduces the kernel: the remainder outside the basis is rounding, and
+    the simulated RLRT must not fail on it (it raised 'inconsistent low-rank remainder')."""
+    rng = np.random.default_rng(4)
+    n = 60
+    Z = rng.normal(size=(n, 2))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, 0.3] + np.sin(2 * Z[:, 0]) + 0.3 * rng.normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2), low_rank=n).fit(t_method="reml")
+        dense = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2)).fit(t_method="reml")
+    a, b = full.lr_test(nsim=500, seed=3), dense.lr_test(nsim=500, seed=3)
+    assert a.statistic == pytest.approx(b.statistic, rel=1e-6)
+    assert abs(a.pvalue - b.pvalue) <= 0.05

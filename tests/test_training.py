@@ -10,7 +10,8 @@ import scipy.linalg
 import torch
 
 import mixednn as mn
-from mixednn.training import TrainingPath, max_stable_lr, ntk_loss_path
+from mixednn.training import max_stable_lr, ntk_loss_path
+from mixednn.trainingpath import TrainingPath
 
 
 

@@ -341,6 +341,28 @@ class FiniteNetworkSource(KernelSource):
         desc += f", {str(self.dtype).replace('torch.', '')}"
         super().__init__(self._gram, self._cross, desc, network=network)
 
+    def saved_without_rows(self) -> "FiniteNetworkSource":
+        """What a save with ``remove_data=True`` stores (:mod:`mixednn.persistence`): a copy
+        without the cached n x P Jacobian of the training rows (recomputed from the kept
+        network inputs when new rows need it), or this source when nothing is cached."""
+        if self._jac_cache is None:
+            return self
+        new = copy.copy(self)
+        new._jac_cache = None
+        # the kernel functions are bound methods of this source: rebind them to the copy
+        new._gram, new._cross = new.gram_method, new.cross_method
+        return new
+
+    @property
+    def gram_method(self) -> Any:
+        """This source's own training-kernel function (bound to it)."""
+        return FiniteNetworkSource._gram.__get__(self)
+
+    @property
+    def cross_method(self) -> Any:
+        """This source's own cross-kernel function (bound to it)."""
+        return FiniteNetworkSource._cross.__get__(self)
+
     # -- the module --------------------------------------------------------------------
     def _set_module(self, module: torch.nn.Module) -> None:
         self._module = copy.deepcopy(module)

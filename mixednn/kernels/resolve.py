@@ -14,13 +14,37 @@ import numpy as np
 from .analytic import MLP
 from .source import KernelSource
 
-__all__ = ["resolve_kernel"]
+__all__ = ["resolve_kernel", "KernelFunction"]
+
+
+class KernelFunction:
+    """A user kernel ``k(Z1, Z2)`` as the training kernel ``k(Z, Z)`` and the cross-kernel
+    ``k(Znew, Z)`` (bound methods, so the kernel source pickles whenever ``k`` does; the
+    model wraps ``k`` in :class:`mixednn.persistence.UserFunction`, which saves a lambda
+    with cloudpickle or names ``kernel=`` and the fix).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kf = KernelFunction(np.dot)
+    >>> kf.cross(np.ones((1, 2)), np.ones((2, 3))).tolist()
+    [[2.0, 2.0, 2.0]]
+    """
+
+    def __init__(self, k: Callable[..., Any]):
+        self.k = k
+
+    def gram(self, Z: np.ndarray) -> np.ndarray:
+        return self.k(Z, Z)
+
+    def cross(self, Znew: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        return self.k(Znew, Z)
 
 
 def _callable_source(k: Callable[..., Any]) -> KernelSource:
     name = getattr(k, "__qualname__", None) or type(k).__name__
-    return KernelSource(lambda Z: k(Z, Z), lambda Znew, Z: k(Znew, Z),
-                        f"user kernel function {name}", user_supplied=True)
+    fn = KernelFunction(k)
+    return KernelSource(fn.gram, fn.cross, f"user kernel function {name}", user_supplied=True)
 
 
 def resolve_kernel(network: Any = None, kernel: Any = None, *, has_inputs: bool) -> KernelSource:
@@ -78,8 +102,7 @@ def resolve_kernel(network: Any = None, kernel: Any = None, *, has_inputs: bool)
         return network
     if isinstance(network, MLP):
         if network.width is None:
-            return KernelSource(network.ntk, lambda Znew, Z: network.ntk(Znew, Z),
-                                network.describe(), network=network)
+            return KernelSource(network.ntk, network.ntk, network.describe(), network=network)
         return _finite_source(network)
     if _is_torch_module(network):
         return _finite_source(network)

@@ -9,6 +9,7 @@ finite torch networks.  This module imports nothing from mixednn.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -65,7 +66,21 @@ class KernelSource:
     @property
     def needs_inputs(self) -> bool:
         """Whether the kernel is computed from network inputs (not precomputed)."""
-        return self.precomputed is None
+        return self.precomputed is None and not self.matrix_removed
+
+    #: True when a precomputed matrix was left out of a saved fit (``remove_data=True``)
+    matrix_removed: bool = False
+
+    def saved_without_rows(self) -> "KernelSource":
+        """What a save with ``remove_data=True`` stores (:mod:`mixednn.persistence`): a copy
+        without a precomputed n x n matrix (prediction takes the cross-kernel from the
+        user, as always), or this source when it holds none."""
+        if self.precomputed is None:
+            return self
+        new = copy.copy(self)
+        new.precomputed = None
+        new.matrix_removed = True
+        return new
 
     @property
     def can_cross(self) -> bool:
@@ -86,6 +101,9 @@ class KernelSource:
         """
         if self.precomputed is not None:
             return self.precomputed
+        if self.matrix_removed:
+            raise ValueError("the precomputed training kernel was removed when this fit was "
+                             "saved with remove_data=True; refit with kernel=K")
         return np.asarray(self._gram(Z), dtype=float)
 
     def cross(self, Znew: np.ndarray, Z: np.ndarray) -> np.ndarray:
