@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .formula import (DesignData, InputScaling, build_from_arrays, build_from_formula,
-                      complete_new_rows, plain_dtypes, rebuild_exog, rebuild_ntk_inputs)
+from .checks import plain_dtypes
+from .formula import DesignData, InputScaling, build_from_arrays, build_from_formula
+from .newrows import complete_new_rows, rebuild_exog, rebuild_ntk_inputs
 from .kernels import KernelSource, resolve_kernel
 from .lowrank import build_feature_basis, check_low_rank
 from .numerics import check_kernel_memory

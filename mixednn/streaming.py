@@ -55,11 +55,11 @@ import patsy
 from patsy import EvalEnvironment, NAAction
 from patsy.util import SortAnythingKey
 
-from .formula import (InputScaling, capture_env, check_bar_terms, check_fixed_effects,
-                      check_formula_columns, check_network_factors, check_no_inf,
-                      check_row_count, columns_mentioned, minimal_reference_frame, plain_dtypes,
-                      ntk_desc, patsy_message, picklable_namespace, removed_rows_error,
-                      restored_namespace)
+from .checks import (check_bar_terms, check_fixed_effects, check_formula_columns,
+                     check_network_factors, check_no_inf, check_row_count, columns_mentioned,
+                     patsy_message, plain_dtypes)
+from .formula import (InputScaling, capture_env, minimal_reference_frame, ntk_desc,
+                      picklable_namespace, removed_rows_error, restored_namespace)
 from .partitions import CSVRowSource, DaskRowSource, describe_row, is_dask_frame, reduce_frames
 from .rows import RowChunk, pool_size, row_keys, smallest_keys
 
@@ -548,7 +548,7 @@ def _check_options(formula: Any, ntk: Any, offset: Any, missing: str, levels: An
 
 def _check_first_rows(data: Any, dask_frame: bool, text: str) -> None:
     """Numbers stored as text and dates in the first 1,000 rows (or the first partition),
-    refused as :func:`mixednn.formula.check_formula_columns` refuses them in memory."""
+    refused as :func:`mixednn.checks.check_formula_columns` refuses them in memory."""
     head = data.head(1000) if not dask_frame else data.partitions[0].compute().head(1000)
     if len(head):
         check_formula_columns(plain_dtypes(head), text,

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .formula import rebuild_ntk_inputs
+from .newrows import rebuild_ntk_inputs
 from .interfaces import FitResults
 from .trainingpath import TrainingPath
 

@@ -17,7 +17,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("0 foundations", ["mixednn.exceptions", "mixednn.numerics", "mixednn.interfaces",
                        "mixednn.persistence"]),
     ("1 data and kernels", [
-        "mixednn.rows", "mixednn.formula", "mixednn.partitions", "mixednn.streaming",
+        "mixednn.rows", "mixednn.checks", "mixednn.formula", "mixednn.newrows",
+        "mixednn.partitions", "mixednn.streaming",
         "mixednn.datasets.loaders", "mixednn.datasets",
         "mixednn.kernels.activations", "mixednn.kernels.source", "mixednn.kernels.dual",
         "mixednn.kernels.quadrature", "mixednn.kernels.recursion", "mixednn.kernels.analytic",
