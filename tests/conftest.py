@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import settings
+
+# Property tests draw their examples from a fixed seed: CI runs are reproducible, and a
+# failure seen once is seen every time (run with --hypothesis-seed=random to explore).
+settings.register_profile("mixednn", derandomize=True, database=None)
+settings.load_profile("mixednn")
 
 
 def rbf(A: np.ndarray, B: np.ndarray, ell: float = 1.0) -> np.ndarray:
