@@ -185,3 +185,35 @@ def test_adding_a_constant_changes_only_the_intercept(problem, shift):
     tol = 1e-6 * (float(np.std(y)) + abs(shift))
     assert b.params.iloc[0] == pytest.approx(a.params.iloc[0] + shift, abs=tol)
     np.testing.assert_allclose(b.params.to_numpy()[1:], a.params.to_numpy()[1:], atol=tol)
+
+
+# --------------------------------------------- the two failures these properties found
+def _small(seed: int, n: int = 20):
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 1))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    return X @ np.array([1.0, 0.5]) + rng.normal(size=n), X, Z
+
+
+def test_a_large_mean_of_y_does_not_move_a_boundary_fit():
+    """The grid of the search is vectorised through cross-products, whose rounding grows
+    with the mean of y; its value at the best grid point used to be compared with the
+    accurate l(0), so a spurious dip of ~3e-7 beat the boundary t = 0."""
+    y, X, Z = _small(0)
+    a, _ = _fit(y, X, Z)
+    b, _ = _fit(y + 1e4, X, Z)
+    assert a.t == 0.0 and b.t == 0.0 and b.boundary
+    assert b.llf == pytest.approx(a.llf, abs=1e-6)
+    assert b.params.iloc[0] == pytest.approx(a.params.iloc[0] + 1e4, rel=1e-12)
+
+
+def test_a_response_reproduced_by_the_fixed_effects_is_refused():
+    """y in the span of X leaves no residual at any t: the likelihood is unbounded and t,
+    s2, llf were rounding (they changed with the row order).  As for a constant response,
+    the fit refuses with a ValueError."""
+    _, X, Z = _small(1, n=30)
+    with pytest.raises(ValueError, match="reproduce the response exactly"):
+        mn.MixedLMNTK(X @ np.array([1.0, 2.0]), X, Z, network=mn.MLP(depth=1)).fit()
+    with pytest.raises(ValueError, match="reproduce the response exactly"):
+        mn.MixedLMNTK(np.round(X[:, 1] * 3) - 1, np.column_stack([X[:, 0], np.round(
+            X[:, 1] * 3)]), Z, network=mn.MLP(depth=1)).fit(t_method="gcv")
