@@ -28,15 +28,13 @@ from patsy import DesignInfo, PatsyError
 from statsmodels.stats.contrast import ContrastResults
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .interfaces import FitResults
+from .interfaces import FitResults, check_fit
 
 __all__ = ["linear_constraint", "t_test", "wald_test", "f_test"]
 
 
-def _check_fit(res: Any) -> None:
-    if not isinstance(res, FitResults):
-        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
-                        f"got {type(res).__name__}")
+def _check_testable(res: Any) -> None:
+    check_fit(res)
     if not res.k_fe:
         raise ValueError("the model has no fixed effects to test")
 
@@ -96,7 +94,7 @@ def linear_constraint(names: list[str], r_matrix: Any) -> tuple[np.ndarray, np.n
 def _parts(res: FitResults, r_matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray]:
     """``R``, ``q``, ``R beta`` and ``R C R^T`` for the fit's fixed effects."""
-    _check_fit(res)
+    _check_testable(res)
     names = list(res.model.exog_names)
     R, q = linear_constraint(names, r_matrix)
     beta = np.asarray(res.params, dtype=float)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FitResults"]
+__all__ = ["FitResults", "check_fit"]
 
 
 @runtime_checkable
@@ -55,3 +55,10 @@ class FitResults(Protocol):
     def cov_params(self) -> Any:
         """Covariance of ``params`` (conditional on t)."""
         ...
+
+
+def check_fit(res: Any) -> None:
+    """Raise a TypeError unless ``res`` is a fitted model's results (:class:`FitResults`)."""
+    if not isinstance(res, FitResults):
+        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
+                        f"got {type(res).__name__}")

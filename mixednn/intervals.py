@@ -29,16 +29,10 @@ from scipy import stats
 from scipy.optimize import brentq
 from statsmodels.regression import linear_model as sm_linear_model
 
-from .interfaces import FitResults
+from .interfaces import FitResults, check_fit
 from .prediction import check_alpha
 
 __all__ = ["scale_profile_interval", "params_profile_interval", "PredictionResults"]
-
-
-def _check_fit(res: Any) -> None:
-    if not isinstance(res, FitResults):
-        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
-                        f"got {type(res).__name__}")
 
 
 def scale_profile_interval(res: FitResults, alpha: float = 0.05) -> tuple[float, float]:
@@ -69,7 +63,7 @@ def scale_profile_interval(res: FitResults, alpha: float = 0.05) -> tuple[float,
     >>> bool(lo < res.scale < hi)
     True
     """
-    _check_fit(res)
+    check_fit(res)
     alpha = check_alpha(alpha)
     s_hat = float(res.scale)
     if not (s_hat > 0 and math.isfinite(s_hat)):
@@ -115,7 +109,7 @@ def params_profile_interval(res: FitResults, alpha: float = 0.05) -> pd.DataFram
         Columns 0 (lower) and 1 (upper), one row per fixed effect (as ``conf_int()``);
         NaN where the fixed effects are not identified at t.
     """
-    _check_fit(res)
+    check_fit(res)
     alpha = check_alpha(alpha)
     names = list(res.model.exog_names)
     beta = np.asarray(res.params, dtype=float)

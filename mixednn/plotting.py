@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .interfaces import FitResults
+from .interfaces import FitResults, check_fit
 from .prediction import check_alpha
 from .profile import profile_frame
 
@@ -43,12 +43,6 @@ _BLUE = "#1f5a99"
 _ORANGE = "#d2691e"
 _GREY = "0.55"
 _GREEN = "#2e7d32"
-
-
-def _check_results(res: Any) -> None:
-    if not isinstance(res, FitResults):
-        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
-                        f"got {type(res).__name__}")
 
 
 def _new_figure(figsize: tuple[float, float], ncols: int = 1):
@@ -96,7 +90,7 @@ def spectral_losses(res: FitResults, t: float | None = None) -> pd.DataFrame:
     >>> round(float(sl["excess"].sum()), 8)  # REML: sum_i s_i / s2 = n - p = sum_i e_i
     0.0
     """
-    _check_results(res)
+    check_fit(res)
     t = res.t if t is None else float(t)
     if not (t >= 0 and math.isfinite(t)):
         raise ValueError(f"t must be a finite number >= 0, got {t}")
@@ -212,7 +206,7 @@ def plot_spectrum(res: FitResults, *, bins: int = 25, points: bool = True,
     >>> fig = plot_spectrum(res); fig.axes[0].get_xscale()
     'log'
     """
-    _check_results(res)
+    check_fit(res)
     if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
     if ax is None:
@@ -300,7 +294,7 @@ def plot_profile(res: FitResults, *, num: int = 61, alpha: float = 0.05,
     >>> fig = plot_profile(res); fig.axes[0].get_xscale()
     'log'
     """
-    _check_results(res)
+    check_fit(res)
     alpha = check_alpha(alpha)
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 3:
         raise ValueError(f"num must be an integer >= 3, got {num!r}")
@@ -407,7 +401,7 @@ def plot_fit(res: FitResults, *, smooth: bool = True,
     >>> len(plot_fit(res).axes)
     2
     """
-    _check_results(res)
+    check_fit(res)
     if ax is not None and axes is not None:
         raise TypeError("give the two Axes as ax= or as axes=, not both")
     arg = "axes" if axes is not None else "ax"
