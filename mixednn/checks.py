@@ -20,7 +20,8 @@ import scipy.linalg
 __all__ = ["check_no_inf", "columns_mentioned", "NUMERIC_TEXT_SHARE", "many_levels",
            "plain_dtypes", "explicit_categorical", "check_formula_columns", "check_bar_terms",
            "aliased_columns", "check_fixed_effects", "check_row_count",
-           "check_network_factors", "patsy_message", "as_float_column"]
+           "check_network_factors", "patsy_message", "as_float_column", "check_weights",
+           "observation_weights"]
 
 
 def as_float_column(values: Any, what: str) -> np.ndarray:
@@ -230,13 +231,16 @@ def check_bar_terms(formula: str, what: str = "formula") -> None:
         elif ch == "|" and not any(call for _, call in stack):
             term = _bar_term(formula, i, stack[0][0] if stack else None)
             group = term.split("|")[-1].strip(" ()|") or "g"
+            if what == "formula":
+                raise ValueError(
+                    f"the formula {formula!r} has the term {term!r}: lme4's syntax for a "
+                    "random effect by group must be in parentheses, "
+                    f"(1 | {group}), so that patsy cannot read it as a fixed effect "
+                    "(Python's bitwise or); for a logical or of two columns write I(a | b)")
             raise ValueError(
-                f"the {what} {formula!r} has the term {term!r}: lme4's syntax for a random "
-                "effect by group. mixednn does not support group random effects yet (its one "
-                "random effect is the network), and patsy would fit that term as a fixed "
-                f"effect (Python's bitwise or). Meanwhile model the groups as a fixed effect: "
-                f"replace {term!r} by C({group}) (for a logical or of two columns write "
-                "I(a | b))")
+                f"the {what} {formula!r} has the term {term!r}: group random effects belong "
+                f"in the main formula, e.g. 'y ~ x + (1 | {group})', not in the network "
+                "inputs (for a logical or of two columns write I(a | b))")
 
 
 def _bar_term(formula: str, at: int, opened: int | None) -> str:
@@ -366,6 +370,75 @@ def check_row_count(n: int, p: int) -> None:
         raise ValueError(
             f"{n} observation(s) for {p} fixed effect(s) plus the residual variance: need "
             f"n > p + 1 (at least {p + 2} complete rows)")
+
+
+def check_weights(weights: np.ndarray, labels: Sequence[Any] | None = None,
+                  what: str = "weights") -> None:
+    """Raise unless every precision weight is finite and strictly positive.
+
+    ``Var(e_i) = s2 / w_i``: a weight of 0 would make row i's variance infinite (the row
+    carries no information), a negative one a negative variance.  The message names the
+    option, the first offending row and what to do (R's ``lm`` and statsmodels' WLS
+    refuse negative weights too; a zero weight is refused here because the whitened
+    kernel ``W^{1/2} K W^{1/2}`` would silently lose that row).
+
+    Parameters
+    ----------
+    weights : ndarray, shape (n,)
+        The weights of the rows used (missing values already dropped).
+    labels : sequence, optional
+        Row labels (the caller's index), for the message; positions by default.
+    what : str
+        The option's name in messages.
+    """
+    w = np.asarray(weights, dtype=float).ravel()
+
+    def first(mask: np.ndarray) -> str:
+        rows = np.flatnonzero(mask)
+        row = rows[0] if labels is None else labels[rows[0]]
+        row = row.item() if isinstance(row, np.generic) else row  # 7, not np.int64(7)
+        return f"{rows.size} row(s); the first is row {row!r}, weight {float(w[rows[0]])!r}"
+
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise ValueError(f"{what} must be finite: {first(bad)}; remove or recode those rows")
+    if (w < 0).any():
+        raise ValueError(f"{what} must be positive (Var(e_i) = s2 / w_i): negative weights in "
+                         f"{first(w < 0)}")
+    if (w == 0).any():
+        raise ValueError(
+            f"{what} must be strictly positive: zero weights in {first(w == 0)}; a zero weight "
+            "means the row carries no information, so drop those rows from the data "
+            "(e.g. data[data[w] > 0]) before fitting")
+
+
+def observation_weights(weights: Any, nrow: int, index: Any = None) -> np.ndarray | None:
+    """Precision weights of observations to predict (``Var(e*) = s2 / w*``), checked.
+
+    Parameters
+    ----------
+    weights : array-like or None
+        One weight per row; None means 1 for every row (returned as None).  A NaN weight
+        is allowed (its row's observation interval is then NaN); others must be finite
+        and strictly positive (:func:`check_weights`).
+    nrow : int
+        Number of rows predicted.
+    index : sequence, optional
+        Their labels, for messages.
+
+    Returns
+    -------
+    ndarray or None
+    """
+    if weights is None:
+        return None
+    w = as_float_column(weights, "weights of the new rows").ravel()
+    if w.shape[0] != nrow:
+        raise ValueError(f"weights has {w.shape[0]} values for {nrow} rows to predict")
+    given = ~np.isnan(w)
+    labels = None if index is None else pd.Index(index)[given]
+    check_weights(w[given], labels, what="weights of the new rows")
+    return w
 
 
 def check_network_factors(info: Any, ntk: str, n: int | None = None) -> None:

@@ -32,7 +32,7 @@ from .interfaces import FitResults
 from .lrnull import mixture_sf, nesting_map, simulate_lr_null, simulated_pvalue
 from .numerics import LOG_2PI
 
-__all__ = ["AnovaResults", "anova", "compare_lr_test", "ols_null"]
+__all__ = ["AnovaResults", "anova", "grouped_anova", "compare_lr_test", "ols_null"]
 
 
 @dataclass
@@ -50,6 +50,7 @@ class _Candidate:
     reml: bool
     network_llf: float = math.nan       # the network model's likelihood maximum
     profile: Any = None                 # the network model's profile at that maximum
+    weights: np.ndarray | None = None   # precision weights (None: all 1)
 
     @property
     def k_fe(self) -> int:
@@ -66,12 +67,17 @@ class _Candidate:
             return float(self.network_llf)
         if not reml:
             return float(self.obj.llf)
-        # REML log-likelihood of the OLS model (c = 0, the network model's t = 0 value)
+        # REML log-likelihood of the OLS model (c = 0, the network model's t = 0 value);
+        # of WLS: the whitened design, the weighted RSS (statsmodels' ssr) and the
+        # Jacobian 1/2 sum log w, as the network model's (docs/model.md section 2.7)
         n, p = self.nobs, self.k_fe
         rss = float(self.obj.ssr)
         dof = n - p
-        logdet = np.linalg.slogdet(self.exog.T @ self.exog)[1] if p else 0.0
-        return -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + logdet)
+        w = self.weights
+        Xw = self.exog if w is None else np.sqrt(w)[:, None] * self.exog
+        logdet = np.linalg.slogdet(Xw.T @ Xw)[1] if p else 0.0
+        jac = 0.0 if w is None else float(np.sum(np.log(w)))
+        return -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + logdet - jac)
 
 
 def _rhs(names: Sequence[str]) -> str:
@@ -105,22 +111,31 @@ def _candidate(obj: Any, name: str) -> _Candidate:
         return _Candidate(name, _describe_ntk(obj), obj, True, int(m.nobs),
                           np.asarray(m.endog - m.offset, dtype=float), np.asarray(m.exog, float),
                           m.data.row_labels, obj.reml, float(llf),
-                          m.profile if plain else obj.likelihood_profile)
+                          m.profile if plain else obj.likelihood_profile,
+                          _nontrivial(m.weights))
     model = getattr(obj, "model", None)
-    if model is not None and type(model).__name__ == "OLS" and hasattr(obj, "llf"):
+    if model is not None and type(model).__name__ in ("OLS", "WLS") and hasattr(obj, "llf"):
         X = np.asarray(model.exog, dtype=float)
         y = np.asarray(model.endog, dtype=float)
-        w = getattr(model, "weights", None)
-        if w is not None and np.ndim(w) and not np.all(np.asarray(w) == 1):  # pragma: no cover
-            raise TypeError("weighted least squares is not a t = 0 null of this model")
+        w = getattr(model, "weights", None)  # WLS: the t = 0 null of a weighted network model
         desc = getattr(model, "formula", None) or \
             f"{getattr(model, 'endog_names', 'y')} ~ {_rhs(getattr(model, 'exog_names', []))}"
         labels = getattr(getattr(model, "data", None), "row_labels", None)
         return _Candidate(name, f"{desc} (no network, t = 0)", obj, False, int(y.shape[0]),
-                          y, X, labels, False)
+                          y, X, labels, False,
+                          weights=_nontrivial(None if w is None or not np.ndim(w) else
+                                              np.broadcast_to(w, y.shape)))
     raise TypeError(
-        f"anova compares MixedLMNTKResults and statsmodels OLS results (the no-network "
+        f"anova compares MixedLMNTKResults and statsmodels OLS/WLS results (the no-network "
         f"null, e.g. res.null_fit() or smf.ols(...).fit()); got {type(obj).__name__}")
+
+
+def _nontrivial(weights: Any) -> np.ndarray | None:
+    """Precision weights as an array, or None when there are none or all are 1."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float)
+    return None if np.all(w == 1) else w
 
 
 def _check_same_data(cands: list[_Candidate]) -> None:
@@ -135,6 +150,13 @@ def _check_same_data(cands: list[_Candidate]) -> None:
             if not a.equals(b):
                 raise ValueError(f"models were fit to different rows ({ref.name!r} and "
                                  f"{c.name!r} have different row labels)")
+        if (ref.weights is None) != (c.weights is None) or (
+                ref.weights is not None and not np.allclose(ref.weights, c.weights,
+                                                            rtol=1e-12, atol=0)):
+            raise ValueError(
+                f"models were fit with different precision weights ({ref.name!r} and "
+                f"{c.name!r}); likelihoods are comparable only for the same weights (for a "
+                "weighted network model, compare it with res.null_fit(), a WLS)")
         scale = max(float(np.max(np.abs(ref.response))), 1e-300)
         if not np.allclose(ref.response, c.response, rtol=0, atol=1e-10 * scale):
             raise ValueError(
@@ -305,6 +327,8 @@ def anova(*models: Any, names: Sequence[str] | None = None, null: str = "simulat
     """
     if not models:
         raise ValueError("anova needs at least one model")
+    if any(hasattr(m, "groups") and hasattr(m, "vcomp") for m in models):
+        return grouped_anova(*models, names=names, refit=refit)
     if null not in ("simulate", "mixture"):
         raise ValueError(f"null must be 'simulate' or 'mixture', got {null!r}")
     if names is None:
@@ -414,7 +438,8 @@ def compare_lr_test(res: Any, other: Any, *, null: str = "simulate", nsim: int =
 
 
 def ols_null(res: FitResults) -> Any:
-    """The no-network null of a fitted model: statsmodels OLS of ``y - f0`` on ``X``.
+    """The no-network null of a fitted model: statsmodels OLS of ``y - f0`` on ``X``
+    (WLS with the model's weights when it has precision weights).
 
     Same rows, column names and row labels as the network model, so that
     :func:`anova` accepts the pair.  Its ML log-likelihood equals the network
@@ -438,4 +463,134 @@ def ols_null(res: FitResults) -> Any:
     idx = d.row_labels if d.row_labels is not None else pd.RangeIndex(m.nobs)
     y = pd.Series(m.endog - m.offset, index=idx, name=d.endog_name)
     X = pd.DataFrame(m.exog, index=idx, columns=m.exog_names)
+    if m.weights is not None:
+        return sm.WLS(y, X, weights=m.weights).fit()
     return sm.OLS(y, X).fit()
+
+
+# ----------------------------------------------------------------------------- group effects
+def _grouped_parts(obj: Any, name: str) -> dict:
+    """What a comparison with group-effect models reads from one fit."""
+    if hasattr(obj, "groups") and hasattr(obj, "vcomp"):
+        m = obj.model
+        comps = {f"({' + '.join(b.effect_names)} | {b.term.group_name})"
+                 for b in obj.groups.blocks}
+        if obj.has_network:
+            comps.add("network: " + m.kernel_source.description)
+        return dict(obj=obj, kind="groups", comps=comps, npar=obj.df_modelwc, reml=obj.reml,
+                    exog=np.asarray(m.exog, float), y=np.asarray(m.endog - m.offset, float),
+                    labels=m.data.row_labels, desc=(m.data.formula or "") + (
+                        " + NTK" if obj.has_network else ""))
+    if isinstance(obj, FitResults):
+        m = obj.model
+        if not (obj.time_choice.by_likelihood and not obj.free_modes):
+            raise ValueError(f"{name!r}: compare likelihood fits (fit() or fit(reml=False)), "
+                             "not t chosen by another rule or free modes")
+        return dict(obj=obj, kind="network", comps={"network: " + m.kernel_source.description},
+                    npar=obj.k_fe + 2, reml=obj.reml, exog=np.asarray(m.exog, float),
+                    y=np.asarray(m.endog - m.offset, float), labels=m.data.row_labels,
+                    desc=_describe_ntk(obj))
+    model = getattr(obj, "model", None)
+    if model is not None and type(model).__name__ == "OLS" and hasattr(obj, "llf"):
+        return dict(obj=obj, kind="ols", comps=set(), npar=int(model.exog.shape[1]) + 1,
+                    reml=False, exog=np.asarray(model.exog, float),
+                    y=np.asarray(model.endog, float), labels=None,
+                    desc=str(getattr(model, "formula", "OLS")) + " (no random effects)")
+    raise TypeError(f"anova compares MixedLMNTK fits (with or without group effects) and "
+                    f"statsmodels OLS results; got {type(obj).__name__} for {name!r}")
+
+
+def _ols_reml_llf(part: dict) -> float:
+    X, y = part["exog"], part["y"]
+    n, p = X.shape
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    rss = float(np.sum((y - X @ beta) ** 2))
+    logdet = np.linalg.slogdet(X.T @ X)[1] if p else 0.0
+    return -0.5 * ((n - p) * (LOG_2PI + math.log(rss / (n - p))) + (n - p) + logdet)
+
+
+def grouped_anova(*models: Any, names: Sequence[str] | None = None,
+                  refit: bool | None = None) -> AnovaResults:
+    """:func:`anova` for models with group random effects (``(1 | g)`` terms), beside
+    network-only fits and OLS.
+
+    REML criteria are compared when all models share the fixed effects and were fit by
+    REML (as lme4's ``anova(refit = FALSE)``); otherwise every model is refit by ML
+    (with an :class:`MLRefitWarning`).  A pair whose random parts are nested (the
+    larger adds group terms or the network) and whose fixed effects agree gets the
+    boundary-aware null of Self and Liang (1987) and Stram and Lee (1994): the 50:50
+    mixture ``0.5 chi2_{d-1} + 0.5 chi2_d``, d the number of added parameters (one
+    variance on its boundary, the others free).  Same random parts and nested fixed
+    effects (ML): chi-square(d).  Non-nested pairs: AIC/BIC only.  A simulated null
+    for a pair is ``res.lr_test(nsim=...)`` on the larger model (t = 0 with groups).
+    """
+    if names is None:
+        names = [f"model{i + 1}" for i in range(len(models))]
+    names = [str(s) for s in names]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise ValueError("names must be distinct, one per model")
+    parts = [_grouped_parts(m, nm) for m, nm in zip(models, names)]
+    ref = parts[0]
+    for nm, p in zip(names[1:], parts[1:]):
+        if p["y"].shape != ref["y"].shape or not np.allclose(p["y"], ref["y"], rtol=0,
+                                                              atol=1e-10 * max(1.0, float(
+                                                                  np.abs(ref["y"]).max()))):
+            raise ValueError(f"models were fit to different rows or responses ({names[0]!r} "
+                             f"and {nm!r}); refit them on the same complete rows")
+    x0 = ref["exog"]
+    same_fe = all(p["exog"].shape == x0.shape and np.allclose(p["exog"], x0, rtol=1e-12,
+                                                                atol=1e-12) for p in parts)
+    all_reml = all(p["reml"] for p in parts if p["kind"] != "ols")
+    notes: list[str] = []
+    use_reml = same_fe and all_reml and refit is not True
+    if not use_reml and refit is False and any(p["reml"] for p in parts):
+        raise ValueError("REML log-likelihoods of models with different fixed effects are not "
+                         "comparable; use refit=None or True")
+    llfs = []
+    for nm, p in zip(names, parts):
+        if p["kind"] == "ols":
+            llfs.append(_ols_reml_llf(p) if use_reml else float(p["obj"].llf))
+            continue
+        if not use_reml and p["reml"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BoundaryFitWarning)
+                warnings.simplefilter("ignore", InterpolationWarning)
+                p["obj"] = (p["obj"].model.fit(reml=False) if p["kind"] == "groups"
+                            else p["obj"].model.fit(reml=False, t_method="ml"))
+            notes.append(f"{nm} refit by ML")
+        llfs.append(float(p["obj"].llf))
+    if any("refit by ML" in s for s in notes):
+        warn_at_caller("refitting model(s) with ML (instead of REML): " + ", ".join(
+            s.split()[0] for s in notes), MLRefitWarning)
+    order = sorted(range(len(parts)), key=lambda i: parts[i]["npar"])
+    n = ref["y"].shape[0]
+    rows, tests = [], {}
+    for rank, i in enumerate(order):
+        p, llf = parts[i], llfs[i]
+        row = {"Df": p["npar"], "AIC": -2 * llf + 2 * p["npar"],
+               "BIC": -2 * llf + math.log(n) * p["npar"], "logLik": llf, "deviance": -2 * llf,
+               "Chisq": np.nan, "Chi Df": np.nan, "Pr(>Chisq)": np.nan}
+        if rank:
+            j = order[rank - 1]
+            q = parts[j]
+            stat = max(2 * (llf - llfs[j]), 0.0)
+            d = p["npar"] - q["npar"]
+            row["Chisq"], row["Chi Df"] = stat, d
+            if q["comps"] < p["comps"] and same_fe and d >= 1:
+                pv = 0.5 * stats.chi2.sf(stat, d) + (0.5 * stats.chi2.sf(stat, d - 1)
+                                                     if d > 1 else 0.5 * float(stat <= 0))
+                how = f"boundary mixture 0.5 chi2_{d - 1} + 0.5 chi2_{d}"
+            elif q["comps"] == p["comps"] and not use_reml and d >= 1:
+                pv, how = float(stats.chi2.sf(stat, d)), f"chi2_{d}"
+            else:
+                pv, how = np.nan, "not nested: compare AIC/BIC"
+            row["Pr(>Chisq)"] = pv
+            tests[(names[j], names[i])] = TestResult(
+                statistic=stat, pvalue=float(pv), method=how,
+                null=f"{names[j]} (the smaller model)", dist_name=how,
+                name=f"LR test {names[j]} vs {names[i]}", df=float(d))
+            notes.append(f"{names[j]} vs {names[i]}: {how}")
+        rows.append(row)
+    table = pd.DataFrame(rows, index=[names[i] for i in order])
+    return AnovaResults(table, tests, {names[i]: parts[i]["desc"] for i in order}, notes,
+                        "REML" if use_reml else "ML")

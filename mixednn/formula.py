@@ -25,7 +25,8 @@ from patsy.eval import ast_names
 
 from .checks import (as_float_column, check_bar_terms, check_fixed_effects,
                      check_formula_columns, check_network_factors, check_no_inf,
-                     check_row_count, columns_mentioned, patsy_message, plain_dtypes)
+                     check_row_count, check_weights, columns_mentioned, patsy_message,
+                     plain_dtypes)
 from .exceptions import DataRemovedError
 from .persistence import UserFunction
 
@@ -89,6 +90,11 @@ class DesignData:
     ntk_design_info: Any = None
     ntk_columns: list[str] | None = None  # column-list form of ntk=
     offset_spec: Any = None  # column name, "array", or None
+    #: precision weights of the rows used, ``Var(e_i) = s2 / w_i`` (None: unweighted).
+    #: Kept when the rows are removed from a saved fit: the cross-kernel of new rows
+    #: needs ``W^{1/2}`` on the training side (docs/model.md section 2.7)
+    weights: np.ndarray | None = None
+    weights_spec: Any = None  # column name, "array", or None
     formula: str | None = None
     ntk_formula: str | None = None
     #: the formula columns of the training frame (positional index): patsy is re-run on
@@ -250,7 +256,7 @@ def _validate_response(y: np.ndarray, name: str, p: int) -> None:
 
 def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[str] | None,
                        offset: Any = None, missing: str = "drop",
-                       eval_env: int | EvalEnvironment = 0) -> DesignData:
+                       eval_env: int | EvalEnvironment = 0, weights: Any = None) -> DesignData:
     """Evaluate the model formulas on ``data`` and align rows.
 
     Parameters
@@ -268,6 +274,9 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
         Drop incomplete rows (consistently across all parts) or raise.
     eval_env : int or patsy.EvalEnvironment
         Where formula names are looked up (frames above the caller).
+    weights : str, array-like or None
+        Precision weights (``Var(e_i) = s2 / w_i``): a column name or one value per row
+        of ``data``.  A row with a missing weight is incomplete like any other.
 
     Returns
     -------
@@ -285,8 +294,8 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     # Positional index so that rows can be aligned across designs whatever the user's index;
     # pandas' nullable columns (pd.NA) made plain; the caller's frame is never modified.
     frame = data.reset_index(drop=True)
-    frame = plain_dtypes(frame, columns_mentioned(frame, texts)
-                         + ([offset] if isinstance(offset, str) else []))
+    named = [c for c in (offset, weights) if isinstance(c, str)]  # columns beyond the formulas
+    frame = plain_dtypes(frame, columns_mentioned(frame, texts) + named)
     check_formula_columns(frame, texts, labels=data.index)
     na = NAAction(NA_types=["None", "NaN"])
     y_df, X_df = _response_and_design(formula, frame, env, na)
@@ -294,23 +303,27 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
     if ntk_formula is not None:
         check_network_factors(Z_df.design_info, ntk_formula, len(frame))
     off, offset_spec = _offset_values(offset, frame)
-    keep = _complete_rows(y_df, Z_df, off if offset is not None else None)
+    wts, weights_spec = _weight_values(weights, frame)
+    keep = _complete_rows(y_df, Z_df, off if offset is not None else None, wts)
     n_dropped = len(frame) - len(keep)
     if n_dropped and missing == "raise":
         _raise_missing(n_dropped, frame, formula + " " + (ntk_formula or " ".join(
-            map(str, ntk_columns or []))), offset)
+            map(str, ntk_columns or []))), named)
     if len(keep) == 0:
-        _raise_no_complete_rows(frame, texts, offset)
+        _raise_no_complete_rows(frame, texts, named)
     pos = keep.to_numpy()
     y = y_df.loc[keep].to_numpy(dtype=float).ravel()
     X = X_df.loc[keep].to_numpy(dtype=float)
     Z = Z_df.loc[keep].to_numpy(dtype=float) if Z_df is not None else None
     offset_arr = off[pos]
+    wts = None if wts is None else wts[pos]
     exog_names = list(X_df.columns)
     ntk_names = list(Z_df.columns) if Z_df is not None else []
     endog_name = str(y_df.columns[0])
     _check_design_values(y, X, Z, offset_arr, endog_name, exog_names, ntk_names,
                          labels=data.index[pos])
+    if wts is not None:
+        check_weights(wts, data.index[pos])
     infos = [y_df.design_info, X_df.design_info, getattr(Z_df, "design_info", None)]
     codes = [f.code for info in infos if info is not None for f in info.factor_infos]
     formula_text = formula + " " + (ntk_formula or "")
@@ -320,6 +333,7 @@ def build_from_formula(formula: str, data: pd.DataFrame, *, ntk: str | Sequence[
         row_positions=pos, n_input_rows=len(frame), n_dropped=n_dropped,
         exog_design_info=X_df.design_info, ntk_design_info=getattr(Z_df, "design_info", None),
         ntk_columns=ntk_columns, offset_spec=offset_spec, formula=formula, ntk_formula=ntk_formula,
+        weights=wts, weights_spec=weights_spec,
         design_frame=frame[columns_mentioned(frame, formula_text)],
         formula_namespace=formula_namespace(env, codes, frame.columns))
 
@@ -396,22 +410,39 @@ def _offset_values(offset: Any, frame: pd.DataFrame) -> tuple[np.ndarray, str | 
     return off, "array"
 
 
+def _weight_values(weights: Any, frame: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:
+    """The precision weight of every row of ``frame`` (None without weights) and how they
+    were given; validity (finite, positive) is checked on the rows used."""
+    if weights is None:
+        return None, None
+    if isinstance(weights, str):
+        if weights not in frame.columns:
+            raise KeyError(f"weights column {weights!r} not found in data")
+        return as_float_column(frame[weights], f"weights column {weights!r}"), weights
+    w = as_float_column(weights, "weights")
+    if w.ndim != 1 or w.shape[0] != len(frame):
+        raise ValueError(f"weights must have one value per row of data: got shape {w.shape} "
+                         f"for {len(frame)} rows")
+    return w, "array"
+
+
 def _complete_rows(y_df: pd.DataFrame, Z_df: pd.DataFrame | None,
-                   off: np.ndarray | None) -> pd.Index:
+                   off: np.ndarray | None, wts: np.ndarray | None = None) -> pd.Index:
     """Positions of the rows complete in every part (response and design, network
-    inputs, offset), sorted."""
+    inputs, offset, weights), sorted."""
     keep = pd.Index(y_df.index)
     if Z_df is not None:
         keep = keep.intersection(Z_df.index, sort=False)
-    if off is not None:
-        keep = keep.intersection(pd.Index(np.flatnonzero(~np.isnan(off))), sort=False)
+    for extra in (off, wts):
+        if extra is not None:
+            keep = keep.intersection(pd.Index(np.flatnonzero(~np.isnan(extra))), sort=False)
     return keep.sort_values()
 
 
-def _raise_no_complete_rows(frame: pd.DataFrame, texts: str, offset: Any) -> None:
+def _raise_no_complete_rows(frame: pd.DataFrame, texts: str, named: list[str]) -> None:
     """The error when every row misses a value: the columns that are entirely missing,
-    or else those with missing values."""
-    cols = columns_mentioned(frame, texts) + ([offset] if isinstance(offset, str) else [])
+    or else those with missing values (``named``: offset and weights columns)."""
+    cols = columns_mentioned(frame, texts) + list(named)
     empty = [c for c in cols if frame[c].isna().all()]
     if empty:
         raise ValueError(
@@ -423,11 +454,11 @@ def _raise_no_complete_rows(frame: pd.DataFrame, texts: str, offset: Any) -> Non
         f"at least one of {partial or 'the variables used'}")
 
 
-def _raise_missing(n_dropped: int, frame: pd.DataFrame, texts: str, offset: Any) -> None:
-    """The error of ``missing="raise"``, naming the columns with missing values."""
+def _raise_missing(n_dropped: int, frame: pd.DataFrame, texts: str, named: list[str]) -> None:
+    """The error of ``missing="raise"``, naming the columns with missing values
+    (``named``: offset and weights columns)."""
     cols = [c for c in columns_mentioned(frame, texts) if frame[c].isna().any()]
-    if isinstance(offset, str) and frame[offset].isna().any():
-        cols.append(offset)
+    cols += [c for c in named if c not in cols and frame[c].isna().any()]
     raise ValueError(
         f"{n_dropped} row(s) have missing values (in {cols or 'the variables used'}); "
         "use missing='drop' to fit on the complete rows")
@@ -472,8 +503,9 @@ def _to_2d(values: Any, what: str) -> tuple[np.ndarray, list[str]]:
 
 def build_from_arrays(endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
                       offset: Any = None, missing: str = "drop",
-                      n_kernel_rows: int | None = None) -> DesignData:
-    """Validate the array interface and drop incomplete rows consistently."""
+                      n_kernel_rows: int | None = None, weights: Any = None) -> DesignData:
+    """Validate the array interface and drop incomplete rows consistently (a row with a
+    missing precision weight, ``weights``, is incomplete too)."""
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     endog_name = str(getattr(endog, "name", None) or "y")
@@ -503,25 +535,44 @@ def build_from_arrays(endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
         if off.shape[0] != n:
             raise ValueError(f"offset has {off.shape[0]} values but endog has {n}")
         offset_spec = "array"
+    wts = None
+    if weights is not None:
+        if isinstance(weights, str):
+            raise TypeError(f"weights={weights!r}: a column name needs the formula interface "
+                            "(MixedLMNTK.from_formula); pass an array of weights here")
+        wts = as_float_column(weights, "weights")
+        if wts.ndim != 1 or wts.shape[0] != n:
+            raise ValueError(f"weights must have one value per row: got shape {wts.shape} "
+                             f"for {n} rows of endog")
     complete = ~np.isnan(y) & ~np.isnan(X).any(axis=1) & ~np.isnan(off)
+    if wts is not None:
+        complete &= ~np.isnan(wts)
     if Z is not None:
         complete &= ~np.isnan(Z).any(axis=1)
     n_dropped = int((~complete).sum())
     if n_dropped and missing == "raise":
-        raise ValueError(f"{n_dropped} row(s) have missing values; use missing='drop' to fit "
-                         "on the complete rows")
+        where = [what for what, M in (("endog", y), ("exog", X), ("ntk_inputs", Z),
+                                      ("offset", off), ("weights", wts))
+                 if M is not None and np.isnan(M).any()]
+        raise ValueError(f"{n_dropped} row(s) have missing values (in {', '.join(where)}); use "
+                         "missing='drop' to fit on the complete rows")
     if n and not complete.any():
         parts = [(f"endog {endog_name!r}", y[:, None], [endog_name]), ("exog", X, exog_names),
-                 ("ntk_inputs", Z, ntk_names), ("offset", off[:, None], ["offset"])]
+                 ("ntk_inputs", Z, ntk_names), ("offset", off[:, None], ["offset"]),
+                 ("weights", None if wts is None else wts[:, None], ["weights"])]
         empty = [f"{what} column {names[j]!r}" if what in ("exog", "ntk_inputs") else what
                  for what, M, names in parts if M is not None and M.size
                  for j in np.flatnonzero(np.isnan(M).all(axis=0))]
         raise ValueError(
             "no complete rows: " + (f"{', '.join(empty)} entirely missing (NaN)" if empty else
-                                    "every row has a NaN in endog, exog, ntk_inputs or offset"))
+                                    "every row has a NaN in endog, exog, ntk_inputs, offset "
+                                    "or weights"))
     pos = np.flatnonzero(complete)
     y, X, off = y[pos], X[pos], off[pos]
     Z = Z[pos] if Z is not None else None
+    if wts is not None:
+        wts = wts[pos]
+        check_weights(wts, labels[pos])
     check_no_inf(y[:, None], [endog_name], "endog")
     check_no_inf(X, exog_names, "exog")
     if Z is not None:
@@ -533,7 +584,8 @@ def build_from_arrays(endog: Any, exog: Any = None, ntk_inputs: Any = None, *,
     return DesignData(endog=y, exog=X, ntk_inputs=Z, offset=off, endog_name=endog_name,
                       exog_names=exog_names, ntk_names=ntk_names, row_labels=labels[pos],
                       row_positions=pos, n_input_rows=n, n_dropped=n_dropped,
-                      offset_spec=offset_spec)
+                      offset_spec=offset_spec, weights=wts,
+                      weights_spec=None if wts is None else "array")
 
 
 # ------------------------------------------------------------------ new data (predict)

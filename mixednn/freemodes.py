@@ -134,12 +134,14 @@ def free_mode_split(model: Any, k: int) -> FreeModes:
     rest = np.flatnonzero(mask)
     tr_free = float(lam[free].sum())
     reduced = SpectralProfile(lam[rest], prof.y_rot[rest], prof.X_rot[rest],
-                              prof.trace - tr_free, model.nobs - k, rest_gram=prof.rest_gram)
+                              prof.trace - tr_free, model.nobs - k, rest_gram=prof.rest_gram,
+                              sum_log_weights=prof.sum_log_weights)
     y0 = prof.y_rot.copy()
     X0 = prof.X_rot.copy()
     y0[free] = 0.0
     X0[free] = 0.0
-    aug_ml = SpectralProfile(lam, y0, X0, prof.trace, model.nobs, rest_gram=prof.rest_gram)
+    aug_ml = SpectralProfile(lam, y0, X0, prof.trace, model.nobs, rest_gram=prof.rest_gram,
+                             sum_log_weights=prof.sum_log_weights)
     return FreeModes(k, free, rest, reduced, aug_ml)
 
 

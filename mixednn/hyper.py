@@ -319,6 +319,10 @@ def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None) 
         raise ValueError(f"input_scales must be 'ard' or None, got {input_scales!r}")
     if model.profile.rest_gram is not None:
         raise NotImplementedError("optimize_kernel needs a dense (full) decomposition")
+    if model.weights is not None:
+        raise NotImplementedError("optimize_kernel does not support precision weights= yet "
+                                  "(its REML gradient is that of the unweighted kernel); "
+                                  "compare candidate kernels with compare_kernels instead")
 
 
 def _rows_to_optimize(model: "MixedLMNTK", subsample: int | None, seed: int

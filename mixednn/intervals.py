@@ -141,8 +141,8 @@ class PredictionResults(sm_linear_model.PredictionResults):
         Standard errors of the means (network part and fixed effects).
     se_obs : ndarray
         Standard errors for a new observation.
-    var_resid : float
-        s2.
+    var_resid : float or ndarray
+        s2; with precision weights ``s2 / w*`` per row (as statsmodels' WLS).
     row_labels : index
         Labels of the predicted rows (the ``index`` of ``summary_frame()``).
     cross : str or None
@@ -159,15 +159,19 @@ class PredictionResults(sm_linear_model.PredictionResults):
     """
 
     def __init__(self, predicted_mean: np.ndarray, var_pred_mean: np.ndarray,
-                 var_resid: float, row_labels: Any = None, cross: str | None = None):
+                 var_resid: float | np.ndarray, row_labels: Any = None,
+                 cross: str | None = None):
+        var_resid = float(var_resid) if np.ndim(var_resid) == 0 \
+            else np.asarray(var_resid, dtype=float)
         super().__init__(np.asarray(predicted_mean, dtype=float),
-                         np.asarray(var_pred_mean, dtype=float), float(var_resid),
+                         np.asarray(var_pred_mean, dtype=float), var_resid,
                          dist="norm", row_labels=row_labels)
         self.cross = cross
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, scale: float) -> "PredictionResults":
-        """From the frame of ``res.predict(..., interval="confidence")`` (``mean``, ``se``)."""
+    def from_frame(cls, frame: pd.DataFrame, scale: float | np.ndarray) -> "PredictionResults":
+        """From the frame of ``res.predict(..., interval="confidence")`` (``mean``, ``se``)
+        and the noise variance of a new observation (``s2``, or ``s2 / w*`` per row)."""
         se = frame["se"].to_numpy(dtype=float)
         return cls(frame["mean"].to_numpy(dtype=float), se * se, scale,
                    row_labels=frame.index, cross=frame.attrs.get("cross"))
@@ -187,5 +191,8 @@ class PredictionResults(sm_linear_model.PredictionResults):
         return super().summary_frame(alpha=check_alpha(alpha))
 
     def __repr__(self) -> str:
+        if np.ndim(self.var_resid):  # precision weights: s2 / w* per row
+            return (f"<PredictionResults: {np.size(self.predicted_mean)} rows, "
+                    "s2 / w* per row>")
         return (f"<PredictionResults: {np.size(self.predicted_mean)} rows, "
                 f"s2 = {self.var_resid:.4g}>")

@@ -20,6 +20,12 @@ outside ``span(U)``, on which every weight ``exp(-t lam)`` is 1, is
 takes as ``rest_gram``.  The BLUP and the predictions are ``Phi a`` for an
 m-vector ``a`` (:meth:`FeatureBasis.coef`), evaluated row by row.
 
+With precision weights ``w`` (``Var(e_i) = s2 / w_i``) every row of ``B`` is
+multiplied by ``sqrt(w_i)``: the features become ``W^{1/2} Phi``, exactly the features
+of the whitened kernel ``W^{1/2} K W^{1/2}`` (``docs/model.md`` section 2.7), and the
+basis, its rotations and in-sample maps are those of the whitened problem.  New rows
+keep their own features (the training side alone carries ``W^{1/2}``).
+
 The feature maps (Nystrom, Jacobian, user function), the landmark rules and the
 accuracy of the Nystrom approximation are described in :mod:`mixednn.features`.
 """
@@ -78,9 +84,15 @@ def _syrk_into(B: np.ndarray, C: np.ndarray | None) -> np.ndarray:
     return syrk(1.0, A, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
 
 
+def _whitened(chunk: RowChunk, M: np.ndarray) -> np.ndarray:
+    """``W^{1/2} M`` for the rows of a chunk (M itself without weights)."""
+    return M if chunk.weights is None else np.sqrt(chunk.weights).reshape(-1, 1) * M
+
+
 def chunk_stats(chunk: RowChunk, fmap: FeatureMap, scaling: Any,
                 offset_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> FeatureStats:
-    """The sufficient statistics of one chunk of rows (see :class:`FeatureStats`)."""
+    """The sufficient statistics of one chunk of rows (see :class:`FeatureStats`); with
+    precision weights, of the whitened rows ``W^{1/2} B``."""
     Zs = scaling.apply(chunk.Z)
     F = fmap.raw(Zs)
     off = chunk.offset if offset_fn is None else chunk.offset + offset_fn(Zs)
@@ -89,7 +101,10 @@ def chunk_stats(chunk: RowChunk, fmap: FeatureMap, scaling: Any,
     B[:, :k] = F
     B[:, k] = chunk.y - off
     B[:, k + 1:] = chunk.X
+    B = _whitened(chunk, B)
     diag = fmap.kernel_diagonal(Zs)
+    if diag is not None and chunk.weights is not None:
+        diag = chunk.weights * diag  # the diagonal of W^{1/2} K W^{1/2}
     return FeatureStats(chunk.nrows, _syrk_into(B, None),
                         float(np.sum(diag)) if diag is not None else float("nan"))
 
@@ -210,13 +225,15 @@ class FeatureBasis(EigenBasis):
             line += " (exact: no approximation)"
         return line
 
-    def spectral_profile(self) -> SpectralProfile:
-        """The REML/ML profile from the statistics: leading k coordinates + the rest Gram."""
+    def spectral_profile(self, sum_log_weights: float = 0.0) -> SpectralProfile:
+        """The REML/ML profile from the statistics: leading k coordinates + the rest Gram
+        (``sum_log_weights``: of precision weights, :class:`SpectralProfile`)."""
         Yr = self.rotated_data
         q = Yr.shape[1]
         order = [*range(1, q), 0]  # the profile orders columns [X, y]
         return SpectralProfile(self.eigenvalues, Yr[:, 0], Yr[:, 1:], self.trace, self.n,
-                               rest_gram=self.rest[np.ix_(order, order)])
+                               rest_gram=self.rest[np.ix_(order, order)],
+                               sum_log_weights=sum_log_weights)
 
     # -- feature-space maps -------------------------------------------------------------
     def features(self, Z_scaled: np.ndarray) -> np.ndarray:
@@ -268,15 +285,18 @@ class FeatureBasis(EigenBasis):
                       X: Any = None) -> list:
         """``fn(cross-rotation of a chunk of training rows, its X)`` over the training rows,
         chunk by chunk, in row order (``X`` is ignored: each chunk carries its own)."""
-        return self._map_features(lambda F, c: fn(FeatureCrossRotation(self, F, raw=True), c.X),
-                                  "intervals")
+        return self._map_features(
+            lambda F, c: fn(FeatureCrossRotation(self, F, raw=True), _whitened(c, c.X)),
+            "intervals")
 
     # -- EigenBasis interface (passes over the training rows) ------------------------------
     def _map_features(self, fn: Callable[[np.ndarray, RowChunk], Any], desc: str) -> list:
-        """``fn(raw features, chunk)`` on every chunk of training rows, in row order."""
+        """``fn(raw features, chunk)`` on every chunk of training rows, in row order (the
+        features of the whitened rows, ``W^{1/2} R``, with precision weights)."""
         fmap, scaling = self.feature_map, self.scaling
-        return self.source.map_chunks(lambda c: fn(fmap.raw(scaling.apply(c.Z)), c), desc=desc,
-                                      width=fmap.raw_dim + fmap.n_landmarks)
+        return self.source.map_chunks(
+            lambda c: fn(_whitened(c, fmap.raw(scaling.apply(c.Z))), c), desc=desc,
+            width=fmap.raw_dim + fmap.n_landmarks)
 
     def unrotate(self, C: np.ndarray) -> np.ndarray:
         """``U C = Phi (W diag(1/s) C)``, one pass over the training rows."""
@@ -326,7 +346,7 @@ def build_feature_basis(model: Any) -> FeatureBasis:
         source = d.source
         offset_fn = d.offset_fn
     else:
-        source = ArraySource(d.endog, d.exog, d.ntk_inputs, d.offset)
+        source = ArraySource(d.endog, d.exog, d.ntk_inputs, d.offset, weights=d.weights)
         offset_fn = None
     if not streamed and d.ntk_inputs is None:
         raise ValueError("low_rank= needs network inputs (ntk= or ntk_inputs=)")
@@ -403,7 +423,9 @@ def exact_cross_products(basis: FeatureBasis, Znew: np.ndarray) -> np.ndarray:
     """``R^T k(Z, z*)`` (raw features R) for new (scaled) rows: one pass over the training rows.
 
     The exact cross-kernel ``k(z*, Z)`` is never held: each chunk of training rows
-    contributes ``Phi_c^T k(Z_c, z*)``.
+    contributes ``Phi_c^T k(Z_c, z*)``.  With precision weights the features and the
+    cross-kernel are both whitened on the training side, so each chunk contributes
+    ``R_c^T W_c k(Z_c, z*)``.
     """
     fmap, scaling = basis.feature_map, basis.scaling
     kernel = fmap.kernel
@@ -416,9 +438,13 @@ def exact_cross_products(basis: FeatureBasis, Znew: np.ndarray) -> np.ndarray:
     def part(c: RowChunk) -> np.ndarray:
         Zs = scaling.apply(c.Z)
         out = np.zeros((fmap.raw_dim, Znew.shape[0]))
+        w = c.weights
         for i in range(0, Zs.shape[0], block):
             Zb = Zs[i:i + block]
-            out += fmap.raw(Zb).T @ np.asarray(kernel(Zb, Znew), dtype=float)
+            Kb = np.asarray(kernel(Zb, Znew), dtype=float)
+            if w is not None:
+                Kb = w[i:i + block, None] * Kb
+            out += fmap.raw(Zb).T @ Kb
         return out
 
     return basis.source.map_chunks(part, combine=np.add, desc="exact cross-kernel",

@@ -7,6 +7,12 @@ The model is
 so ``Var(y) = s2 exp(tK)`` with ``K`` the network's neural tangent kernel on the
 training inputs (model.md sections 1-2).  Its BLUP of ``u`` is exactly the
 network trained by gradient flow for time ``t`` on the residual target.
+
+With precision weights ``w`` (``weights=``, ``Var(e_i) = s2 / w_i``), the network trained
+on the weighted loss ``1/2 sum_i w_i (y_i - f_i)^2``, everything is fitted on the whitened
+problem ``W^{1/2} y``, ``W^{1/2} X``, ``K_w = W^{1/2} K W^{1/2}`` (model.md section 2.7):
+the model whitens once (:meth:`MixedLMNTK.whiten`) before decomposing and rotating, and
+once more on the training side of the cross-kernel of new rows (:meth:`new_rows`).
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .checks import plain_dtypes
+from .bars import GroupStructure, bar_columns, split_bars
+from .checks import observation_weights, plain_dtypes
+from .exceptions import BoundaryFitWarning, warn_at_caller
 from .formula import DesignData, InputScaling, build_from_arrays, build_from_formula
+from .groupfit import fit_groups
+from .groupprofile import GroupedProfile
+from .groupresults import GroupedResults
 from .newrows import complete_new_rows, rebuild_exog, rebuild_ntk_inputs
 from .kernels import KernelSource, resolve_kernel
 from .lowrank import build_feature_basis, check_low_rank
@@ -83,6 +94,12 @@ class MixedLMNTK:
         Landmark rule for ``low_rank=m`` (:func:`mixednn.features.select_landmarks`).
     seed : int
         Seed of the landmark choice (the same rows are chosen whatever the chunking).
+    weights : array-like, shape (n,), optional
+        Precision weights, ``Var(e_i) = s2 / w_i``, as R's ``lm``/``lmer(weights=)`` and
+        statsmodels' WLS: the network is trained on the weighted loss
+        ``1/2 sum_i w_i (y_i - f_i)^2`` (docs/model.md section 2.7).  Finite and strictly
+        positive; a row with a missing (NaN) weight is an incomplete row (``missing=``).
+        Fitted values, residuals and predictions are on the scale of y.
 
     Examples
     --------
@@ -98,10 +115,11 @@ class MixedLMNTK:
                  network: Any = None, kernel: Any = None, offset: Any = None,
                  missing: str = "drop", scale_inputs: bool = True,
                  decomposition: str = "auto", low_rank: Any = None,
-                 landmarks: str = "kmeans++", seed: int = 0):
+                 landmarks: str = "kmeans++", seed: int = 0, weights: Any = None):
         special = offset if isinstance(offset, str) else None
         design = build_from_arrays(endog, exog, ntk_inputs,
-                                   offset=None if special else offset, missing=missing)
+                                   offset=None if special else offset, missing=missing,
+                                   weights=weights)
         self._setup(design, network, kernel, special, scale_inputs, decomposition,
                     low_rank=low_rank, landmarks=landmarks, seed=seed)
 
@@ -111,7 +129,8 @@ class MixedLMNTK:
                      kernel: Any = None, offset: Any = None, missing: str = "drop",
                      scale_inputs: bool = True, decomposition: str = "auto",
                      eval_env: int = 0, low_rank: Any = None, landmarks: str = "kmeans++",
-                     seed: int = 0, levels: dict | None = None) -> "MixedLMNTK":
+                     seed: int = 0, levels: dict | None = None,
+                     weights: Any = None) -> "MixedLMNTK":
         """Build the model from a patsy formula and a data frame.
 
         Parameters
@@ -134,6 +153,11 @@ class MixedLMNTK:
         levels : dict, optional
             Streamed data only: categorical levels per column (``{"cut": ["Fair", ...]}``);
             by default they are collected in a first pass.
+        weights : str or array-like, optional
+            Precision weights (``Var(e_i) = s2 / w_i``; see :class:`MixedLMNTK`): a column
+            name or one value per row of ``data``.  ``predict`` takes the weights of new
+            observations (for prediction intervals) from the same column of ``newdata``
+            when it has one.  In-memory data only.
 
         Returns
         -------
@@ -148,9 +172,20 @@ class MixedLMNTK:
         >>> m.nobs
         300
         """
+        fixed, bar_terms = split_bars(formula) if isinstance(formula, str) else (formula, [])
+        if bar_terms:  # lme4's (1 | g) terms: group random effects beside the network
+            return cls._with_groups(fixed, bar_terms, data, ntk=ntk, network=network,
+                                    kernel=kernel, offset=offset, missing=missing,
+                                    scale_inputs=scale_inputs, decomposition=decomposition,
+                                    eval_env=eval_env + 1, low_rank=low_rank, levels=levels,
+                                    weights=weights)
         streamed = is_streamed(data)
         special = offset if isinstance(offset, str) and offset in ("zero", "init") \
             and offset not in data.columns else None
+        if streamed and weights is not None:
+            raise ValueError("weights= is not supported for streamed data (dask or CSVSource); "
+                             "fit an in-memory pandas frame, or fold the weights into the "
+                             "response and design yourself (sqrt(w) y, sqrt(w) X)")
         if streamed:  # dask frame or chunked CSV: design info fixed from a first pass
             design = build_streamed_design(formula, data, ntk=ntk,
                                            offset=None if special else offset, missing=missing,
@@ -162,11 +197,120 @@ class MixedLMNTK:
                                  "frame's levels come from its own columns")
             design = build_from_formula(formula, data, ntk=ntk,
                                         offset=None if special else offset, missing=missing,
-                                        eval_env=eval_env + 1)
+                                        eval_env=eval_env + 1, weights=weights)
         obj = cls.__new__(cls)
         obj._setup(design, network, kernel, special, scale_inputs, decomposition,
                    low_rank=low_rank, landmarks=landmarks, seed=seed)
         return obj
+
+    # ------------------------------------------------------------------- group effects
+    #: the random-effects design of the formula's bar terms (None: no group effects)
+    groups: GroupStructure | None = None
+
+    @classmethod
+    def _with_groups(cls, fixed: str, bar_terms: list, data: Any, *, ntk: Any, network: Any,
+                     kernel: Any, offset: Any, missing: str, scale_inputs: bool,
+                     decomposition: str, eval_env: int, low_rank: Any, levels: Any,
+                     weights: Any) -> "MixedLMNTK":
+        """A model with lme4 bar terms: the fixed part through patsy, the bars through
+        :mod:`mixednn.bars`, rows incomplete in a grouping or effect column dropped
+        with the others (or an error with ``missing="raise"``)."""
+        if is_streamed(data):
+            raise ValueError("group random effects ((1 | g) terms) need an in-memory pandas "
+                             "data frame, not streamed (dask or CSV) data")
+        for name, value in (("low_rank", low_rank), ("weights", weights), ("levels", levels)):
+            if value is not None:
+                raise ValueError(f"{name}= is not supported with group random effects ((1 | g) "
+                                 f"terms) yet; drop {name}= or the bar terms")
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        cols = bar_columns(bar_terms, data)
+        incomplete = plain_dtypes(data[cols]).isna().any(axis=1).to_numpy() if cols else \
+            np.zeros(len(data), dtype=bool)
+        if incomplete.any() and missing == "raise":
+            bad = [c for c in cols if data[c].isna().any()]
+            raise ValueError(f"{int(incomplete.sum())} row(s) have missing values in the "
+                             f"random-effects columns {bad}; use missing='drop' to fit on the "
+                             "complete rows")
+        kept = np.flatnonzero(~incomplete)
+        sub = data.iloc[kept]
+        no_network = ntk is None and kernel is None and network is None
+        special = offset if isinstance(offset, str) and offset in ("zero", "init") \
+            and offset not in data.columns else None
+        design = build_from_formula(fixed, sub, ntk=ntk if not no_network else None,
+                                    offset=None if special else offset, missing=missing,
+                                    eval_env=eval_env + 1)
+        design.n_dropped += int(incomplete.sum())
+        design.n_input_rows = len(data)
+        design.row_positions = kept[design.row_positions]
+        rows = data.iloc[design.row_positions].reset_index(drop=True)
+        obj = cls.__new__(cls)
+        if no_network:
+            _check_model_options(scale_inputs, decomposition)
+            obj.data, obj.decomposition = design, decomposition
+            obj.kernel_source, obj.network, obj.input_scaling = None, None, None
+            obj.scale_inputs = scale_inputs
+            obj.offset_mode = "array" if design.offset_spec else "zero"
+            obj._basis, obj._profile = None, None
+            obj.low_rank, obj.landmarks, obj.seed = None, "kmeans++", 0
+        else:
+            obj._setup(design, network, kernel, special, scale_inputs, decomposition)
+            if obj.kernel_source.precomputed is not None and incomplete.any():
+                raise ValueError("rows with missing random-effects columns cannot be dropped "
+                                 "from a precomputed kernel: drop them from data and kernel")
+        obj.groups = GroupStructure.from_frame(bar_terms, rows)
+        obj.group_frame = rows[cols]
+        return obj
+
+    def without_network(self) -> "MixedLMNTK":
+        """The same fixed and group effects without the network (t = 0): lme4's model."""
+        if self.groups is None:
+            raise ValueError("without_network() is for models with group effects; the "
+                             "no-network model of a plain fit is res.null_fit() (OLS)")
+        new = copy.copy(self)
+        new.kernel_source, new.network, new.input_scaling = None, None, None
+        new._basis, new._profile = None, None
+        return new
+
+    def grouped_profile(self) -> GroupedProfile:
+        """The likelihood of ``(t, theta)`` (:mod:`mixednn.groupprofile`): without a
+        network on the data themselves, with one in the eigenbasis of K (Z rotated once)."""
+        y = self.endog - self.offset
+        Z = self.groups.Z.toarray()
+        if self.kernel_source is None:
+            return GroupedProfile(None, y, self.exog, Z, 0.0, self.groups)
+        b = self.basis
+        if b.feature_space or b.rest_dim:
+            raise ValueError("group random effects need the full eigendecomposition of K; "
+                             "this kernel has a low-rank basis")
+        Yr = b.rotate(np.column_stack([y, self.exog, Z]))
+        p = self.k_fe
+        return GroupedProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:1 + p], Yr[:, 1 + p:], b.trace,
+                              self.groups)
+
+    def _fit_grouped(self, reml: bool, t_method: Any, free_modes: Any,
+                     t_options: Any) -> GroupedResults:
+        if not isinstance(reml, (bool, np.bool_)):
+            raise TypeError(f"reml must be True or False, got {reml!r}")
+        if t_method not in (None, "reml", "ml") or (free_modes != 0) or t_options:
+            raise ValueError("with group random effects t is estimated jointly with the group "
+                             "variances by REML (or ML with reml=False); t_method=, free_modes= "
+                             "and t_options= are not available")
+        prof = self.grouped_profile()
+        t_start = None
+        if prof.has_network:  # the network-only likelihood's time as a start
+            t_start = choose_t(self.smoother_data(), reml, "reml" if reml else "ml", 0,
+                               None).t
+        record = fit_groups(prof, bool(reml), t_start=t_start)
+        if record.t_on_boundary:
+            warn_at_caller("the likelihood is maximised at t = 0 with the group effects "
+                           "present: training adds nothing beyond them", BoundaryFitWarning)
+        if record.singular_terms:
+            warn_at_caller(f"boundary (singular) fit: {', '.join(record.singular_terms)} has a "
+                           "zero variance or a correlation of +-1 (lme4's isSingular)",
+                           BoundaryFitWarning)
+        return GroupedResults(self, prof, record, None if self.kernel_source is None
+                              else self.basis)
 
     # ----------------------------------------------------------------------- setup
     def _setup(self, design: DesignData, network: Any, kernel: Any, offset_mode: str | None,
@@ -286,12 +430,41 @@ class MixedLMNTK:
         return self.data.endog_name
 
     @property
+    def weights(self) -> np.ndarray | None:
+        """Precision weights of the rows used (``Var(e_i) = s2 / w_i``), None when unweighted."""
+        return getattr(self.data, "weights", None)  # streamed designs have none
+
+    @property
+    def sum_log_weights(self) -> float:
+        """``sum_i log w_i`` (0 without weights): the log-likelihood of y adds half of it."""
+        w = self.weights
+        return 0.0 if w is None else float(np.sum(np.log(w)))
+
+    def whiten(self, M: np.ndarray) -> np.ndarray:
+        """``W^{1/2} M``: the rows of M (n or n x k) on the whitened scale of the weighted
+        model (docs/model.md section 2.7); M itself without weights."""
+        w = self.weights
+        if w is None:
+            return M
+        sw = np.sqrt(w)
+        return sw * M if np.ndim(M) == 1 else sw[:, None] * M
+
+    def unwhiten(self, M: np.ndarray) -> np.ndarray:
+        """``W^{-1/2} M``: back from the whitened scale to the scale of y."""
+        w = self.weights
+        if w is None:
+            return M
+        sw = np.sqrt(w)
+        return M / sw if np.ndim(M) == 1 else M / sw[:, None]
+
+    @property
     def scaled_inputs(self) -> np.ndarray | None:
         Z = self.data.ntk_inputs
         return None if Z is None else self.input_scaling.apply(Z)
 
     def kernel_matrix(self) -> np.ndarray:
-        """The n x n training kernel (built anew; the fit keeps only its decomposition)."""
+        """The n x n training kernel (built anew; the fit keeps only its decomposition).
+        With weights this is K itself; the fit decomposes ``W^{1/2} K W^{1/2}``."""
         check_kernel_memory(self.nobs, n_matrices=1)
         return self.kernel_source.gram(self.scaled_inputs)
 
@@ -309,7 +482,7 @@ class MixedLMNTK:
         # exact feature form (a finite network with fewer parameters than rows)
         Phi = self.kernel_source.low_rank_features(self.scaled_inputs)
         if Phi is not None:
-            return LowRankBasis.from_features(Phi)
+            return LowRankBasis.from_features(self.whiten(Phi))  # W^{1/2} Phi: exact
         check_kernel_memory(self.nobs)
         K = self.kernel_source.gram(self.scaled_inputs)
         if K.shape != (self.nobs, self.nobs):
@@ -318,6 +491,9 @@ class MixedLMNTK:
             raise ValueError("the kernel contains NaN or infinite values; check the network "
                              "inputs and architecture")
         user = self.kernel_source.user_supplied
+        if self.weights is not None:  # K_w = W^{1/2} K W^{1/2}, a new array
+            sw = np.sqrt(self.weights)
+            K = sw[:, None] * K * sw[None, :]
         own = K is not self.kernel_source.precomputed
         return decompose(K, method=self.decomposition, check_psd=True, overwrite=own,
                          what="the user-supplied kernel" if user else "the NTK")
@@ -328,29 +504,32 @@ class MixedLMNTK:
         if self._profile is None:
             b = self.basis
             if b.feature_space:  # from the streamed sufficient statistics
-                self._profile = b.spectral_profile()
+                self._profile = b.spectral_profile(sum_log_weights=self.sum_log_weights)
                 return self._profile
-            Y = np.column_stack([self.endog - self.offset, self.exog])
+            Y = self.whiten(np.column_stack([self.endog - self.offset, self.exog]))
             Yr = b.rotate(Y)
             rest = b.rest_gram(Y)  # low-rank basis: the part of Y^T Y outside U_m
             if rest is not None:
                 order = [*range(1, Y.shape[1]), 0]  # the profile orders columns [X, y]
                 rest = rest[np.ix_(order, order)]
             self._profile = SpectralProfile(b.eigenvalues, Yr[:, 0], Yr[:, 1:], b.trace,
-                                            self.nobs, rest_gram=rest)
+                                            self.nobs, rest_gram=rest,
+                                            sum_log_weights=self.sum_log_weights)
         return self._profile
 
     def smoother_data(self) -> SmootherData:
         """The rotated data with the eigenvectors on demand (what the rules for t read).
 
         A streamed model's rows are read only if a rule needs the eigenvectors
-        (leave-one-out, K-fold, free modes).
+        (leave-one-out, K-fold, free modes).  With weights, the rows are whitened
+        (the rules then judge the weighted prediction error).
         """
         rot = SmootherData.rotated(self)
         basis = self.basis
         return SmootherData(rot.profile, self.nobs, rot.complement,
                             lambda: basis.dense_eigenvectors,
-                            rows=lambda: (self.endog - self.offset, self.exog))
+                            rows=lambda: (self.whiten(self.endog - self.offset),
+                                          self.whiten(self.exog)))
 
     def with_kernel(self, kernel_source: KernelSource) -> "MixedLMNTK":
         """A copy of this model with another kernel, not yet decomposed (same data)."""
@@ -423,6 +602,8 @@ class MixedLMNTK:
         A maximum at t = 0 raises :class:`BoundaryFitWarning`; a maximum at the
         upper end of the search (interpolation) raises :class:`InterpolationWarning`.
         """
+        if self.groups is not None:
+            return self._fit_grouped(reml, t_method, free_modes, t_options)
         choice = choose_t(self.smoother_data(), reml, t_method, free_modes, t_options)
         emit_warnings(choice, stacklevel=2)
         return MixedLMNTKResults(self, choice)
@@ -430,7 +611,7 @@ class MixedLMNTK:
     # ------------------------------------------------------------------ new rows
     def new_rows(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
                  ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
-                 missing: str = "exclude") -> NewRows:
+                 missing: str = "exclude", weights: Any = None) -> NewRows:
         """New rows ready for prediction: fixed-effects design, offset, cross-kernel.
 
         Parameters
@@ -444,13 +625,20 @@ class MixedLMNTK:
             Rows with a missing value (NaN, None, ``pd.NA``) in a variable the prediction
             needs: left out, their positions kept for NaN predictions (``"exclude"``, R's
             ``na.action = na.exclude``), or a ValueError naming the columns (``"raise"``).
+        weights : array-like, optional
+            Precision weights of the new observations (``Var(e*) = s2 / w*``, for
+            prediction intervals only).  By default the model's weights column of
+            ``newdata`` when it has one, else 1.  A NaN weight gives NaN observation
+            intervals in its row.
 
         Returns
         -------
         NewRows
-            ``kernel`` is the cross-kernel (rows x n) for a dense basis; ``inputs`` the
-            scaled network inputs (feature-space bases map them themselves); with rows
-            left out, ``positions`` and ``full_index`` place them back.
+            ``kernel`` is the cross-kernel (rows x n) for a dense basis, with ``W^{1/2}``
+            on the training side in a weighted model (``k(z*, Z) W^{1/2}``, docs/model.md
+            section 2.7); ``inputs`` the scaled network inputs (feature-space bases map
+            them themselves); with rows left out, ``positions`` and ``full_index`` place
+            them back; ``weights`` the new observations' precision weights (None: 1).
         """
         check_missing(missing)
         d = self.data
@@ -470,7 +658,8 @@ class MixedLMNTK:
                         "missing='exclude' for NaN predictions in those rows")
                 positions = np.flatnonzero(ok)
                 newdata = newdata.iloc[positions]
-                exog, kernel, offset = (_take_rows(a, positions) for a in (exog, kernel, offset))
+                exog, kernel, offset, weights = (_take_rows(a, positions)
+                                                 for a in (exog, kernel, offset, weights))
             nrow = len(newdata)
             index = newdata.index
             Xn = rebuild_exog(d, newdata) if d.exog_design_info is not None else \
@@ -484,6 +673,10 @@ class MixedLMNTK:
                 if d.offset_spec not in newdata.columns:
                     raise KeyError(f"newdata lacks the offset column {d.offset_spec!r}")
                 offset = newdata[d.offset_spec].to_numpy(dtype=float)
+            spec = getattr(d, "weights_spec", None)  # a column: the new rows may carry it
+            if weights is None and isinstance(spec, str) and spec != "array" \
+                    and spec in newdata.columns:
+                weights = newdata[spec]
         else:
             if kernel is None and ntk_inputs is not None and not self.kernel_source.can_cross:
                 raise ValueError(
@@ -523,8 +716,8 @@ class MixedLMNTK:
                                      "drop them, or pass missing='exclude' for NaN predictions "
                                      "in those rows")
                 positions = np.flatnonzero(ok)
-                Xn, Zn, kernel, offset = (_take_rows(a, positions)
-                                          for a in (Xn, Zn, kernel, offset))
+                Xn, Zn, kernel, offset, weights = (_take_rows(a, positions)
+                                                   for a in (Xn, Zn, kernel, offset, weights))
                 nrow = len(positions)
             index = pd.RangeIndex(nrow) if positions is None else full_index[positions]
         Zs = None if Zn is None else self.input_scaling.apply(Zn)
@@ -540,6 +733,9 @@ class MixedLMNTK:
                                  f"rows) = ({nrow}, {self.nobs}), got {Kx.shape}")
         elif not self.basis.feature_space:
             Kx = self.kernel_source.cross(Zs, self.scaled_inputs)
+        if Kx is not None and self.weights is not None:
+            # the one place where new rows meet the whitened training rows: k(z*, Z) W^{1/2}
+            Kx = Kx * np.sqrt(self.weights)[None, :]
         if offset is None:
             if self.offset_mode == "init":
                 off = np.asarray(self.kernel_source.init_output(Zs), float)
@@ -552,7 +748,8 @@ class MixedLMNTK:
             off = np.asarray(offset, dtype=float).ravel()
             if off.shape[0] != nrow:
                 raise ValueError(f"offset has {off.shape[0]} values for {nrow} new rows")
-        return NewRows(X=Xn, offset=off, index=index, kernel=Kx, inputs=Zs, **where)
+        return NewRows(X=Xn, offset=off, index=index, kernel=Kx, inputs=Zs,
+                       weights=observation_weights(weights, nrow, index), **where)
 
     def _array_exog(self, exog: Any, nrow: int) -> np.ndarray:
         p = self.k_fe

@@ -12,7 +12,14 @@ section 4)
 with per-direction filters: ``phi_i = (1 - exp(-t lam_i)) / lam_i`` and
 ``g_i = (1 - exp(-t lam_i)) / lam_i^2`` for a direction trained for time t, and
 ``phi_i = 1 / lam_i``, ``g_i = 1 / lam_i^2`` for a free leading mode (trained to
-convergence, :mod:`mixednn.freemodes`).  A prediction interval adds ``s2``.
+convergence, :mod:`mixednn.freemodes`).  A prediction interval adds ``s2`` (``s2 / w*``
+for a new observation of precision weight ``w*``, as statsmodels' WLS).
+
+With precision weights the decomposition is that of the whitened kernel
+``W^{1/2} K W^{1/2}`` and ``r~`` rotates ``W^{1/2} (y - f0 - X beta)``; the model's new
+rows then carry ``W^{1/2}`` on the training side of their cross-kernel,
+``k* = W^{1/2} k(Z, z*)`` (:meth:`mixednn.MixedLMNTK.new_rows`), and the formulas above
+hold unchanged (``docs/model.md`` section 2.7).
 
 So a basis only has to say how new rows meet the training rows: its
 *cross-rotation* ``U^T k*`` (:class:`mixednn.spectral.CrossRotation`).  Dense bases
@@ -52,10 +59,11 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float:
     return float(alpha)
 
 
-def interval_frame(mean: np.ndarray, var: np.ndarray, noise: float, alpha: float,
+def interval_frame(mean: np.ndarray, var: np.ndarray, noise: float | np.ndarray, alpha: float,
                    index: Any) -> pd.DataFrame:
-    """Normal intervals ``mean +- z sqrt(var + noise)``: ``noise = s2`` for a prediction
-    interval (a new observation), 0 for a confidence interval (the mean)."""
+    """Normal intervals ``mean +- z sqrt(var + noise)``: ``noise = s2`` (or ``s2 / w`` per
+    row, with precision weights) for a prediction interval (a new observation), 0 for a
+    confidence interval (the mean)."""
     se = np.sqrt(np.maximum(var + noise, 0.0))
     z = stats.norm.ppf(1 - alpha / 2)
     return pd.DataFrame({"mean": mean, "lower": mean - z * se, "upper": mean + z * se,
@@ -71,7 +79,10 @@ class NewRows:
     When rows with missing values were left out (``predict(missing="exclude")``, R's
     ``na.action = na.exclude``), ``index`` labels the complete rows, ``positions`` are
     their positions among all the rows asked for and ``full_index`` labels those:
-    :func:`place_rows` puts the predictions back, with NaN in the incomplete rows."""
+    :func:`place_rows` puts the predictions back, with NaN in the incomplete rows.
+
+    ``weights`` are the precision weights of new observations (``Var(e*) = s2 / w*``,
+    for prediction intervals only); None means 1."""
 
     X: np.ndarray
     offset: np.ndarray
@@ -80,6 +91,7 @@ class NewRows:
     inputs: np.ndarray | None = None
     positions: np.ndarray | None = None
     full_index: Any = None
+    weights: np.ndarray | None = None
 
     @property
     def nrows(self) -> int:
@@ -198,6 +210,10 @@ class Predictor:
             var = var + np.einsum("ij,jk,ik->i", L, self.cov_beta, L)
         return var
 
+    def noise(self, rows: NewRows) -> float | np.ndarray:
+        """Variance of a new observation's noise: ``s2``, or ``s2 / w*`` with weights."""
+        return self.scale if rows.weights is None else self.scale / rows.weights
+
     def frame(self, cross: Any, rows: NewRows, interval: str | None,
               alpha: float) -> pd.Series | pd.DataFrame:
         """Means (a Series) or means with intervals (a DataFrame) for new rows."""
@@ -207,8 +223,8 @@ class Predictor:
             out = pd.Series(mean, index=rows.index, name="predicted")
         else:
             var = self.variance(cross.matrix(), rows.X)
-            out = interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
-                                 alpha, rows.index)
+            noise = self.noise(rows) if interval == "prediction" else 0.0
+            out = interval_frame(mean, var, noise, alpha, rows.index)
         if route is not None:
             out.attrs["cross"] = route
         return out

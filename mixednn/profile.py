@@ -274,16 +274,28 @@ class SpectralProfile:
     rest_gram : ndarray, shape (p+1, p+1), optional
         ``Y^T Y - Y_rot^T Y_rot`` with ``Y = [X, y - f0]``: the part outside the
         leading eigenvectors (weight 1 for all t).  ``None`` for a full basis.
+    sum_log_weights : float
+        ``sum_i log w_i`` of precision weights (``Var(e_i) = s2 / w_i``; 0 without).
+        The rotated data are then those of the whitened problem ``W^{1/2} y``, and
+        every log-likelihood adds ``+1/2 sum_i log w_i``, the Jacobian of
+        ``y -> W^{1/2} y``, so that it is the likelihood of y itself, as in lme4 and
+        statsmodels' WLS (``docs/model.md`` section 2.7).
     """
 
+    #: class default: profiles pickled before weights existed have no attribute
+    sum_log_weights: float = 0.0
+
     def __init__(self, eigenvalues: np.ndarray, y_rot: np.ndarray, X_rot: np.ndarray,
-                 trace: float, nobs: int, rest_gram: np.ndarray | None = None):
+                 trace: float, nobs: int, rest_gram: np.ndarray | None = None,
+                 sum_log_weights: float = 0.0):
         self.lam = np.asarray(eigenvalues, dtype=float)
         self.y_rot = np.asarray(y_rot, dtype=float)
         self.X_rot = np.asarray(X_rot, dtype=float).reshape(self.lam.shape[0], -1)
         self.trace = float(trace)
         self.nobs = int(nobs)
         self.p = self.X_rot.shape[1]
+        if sum_log_weights:
+            self.sum_log_weights = float(sum_log_weights)
         #: ``[X~, y~]``: the rotated data as one k x (p + 1) block
         self.data_block = np.column_stack([self.X_rot, self.y_rot])
         self.rest_gram = rest_gram
@@ -323,7 +335,8 @@ class SpectralProfile:
         scale = rss / dof
         if not scale > 0:
             return ProfilePoint(t, beta, rss, scale, np.inf, Rx.T @ Rx, logdet)
-        llf = -0.5 * (dof * (LOG_2PI + math.log(scale)) + dof + t * self.trace)
+        llf = -0.5 * (dof * (LOG_2PI + math.log(scale)) + dof + t * self.trace
+                      - self.sum_log_weights)
         if reml:
             llf -= 0.5 * logdet
         return ProfilePoint(t, beta, rss, scale, llf, Rx.T @ Rx, logdet)
@@ -364,10 +377,11 @@ class SpectralProfile:
         """Log-likelihood at (t, s2) with only beta profiled (REML: integrated) out."""
         pt = self.point(t, reml)
         n, p = self.nobs, self.p
+        c = self.sum_log_weights
         if reml:
             return -0.5 * ((n - p) * (LOG_2PI + math.log(scale)) + pt.rss / scale
-                           + t * self.trace + pt.logdet_xwx)
-        return -0.5 * (n * (LOG_2PI + math.log(scale)) + pt.rss / scale + t * self.trace)
+                           + t * self.trace + pt.logdet_xwx - c)
+        return -0.5 * (n * (LOG_2PI + math.log(scale)) + pt.rss / scale + t * self.trace - c)
 
     def weighted_gram(self, ts: np.ndarray, squared: bool = False) -> np.ndarray:
         """``[X~, y~]^T W [X~, y~]`` (plus ``rest_gram``) on many t: shape (T, p+1, p+1).
@@ -411,7 +425,8 @@ class SpectralProfile:
             if not rss > 0 or not np.isfinite(logdet):
                 out[i] = self.loglike(ts[i], reml)
                 continue
-            val = -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + ts[i] * self.trace)
+            val = -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + ts[i] * self.trace
+                          - self.sum_log_weights)
             out[i] = val - 0.5 * logdet if reml else val
         return out
 

@@ -24,6 +24,7 @@ from scipy import stats
 
 from . import (comparison, contrasts, inference, intervals, persistence, plotting, summary,
                training)
+from .checks import observation_weights
 from .exceptions import warn_at_caller
 from .prediction import (Predictor, check_alpha, check_interval, check_missing,
                          empty_prediction, interval_frame, place_rows)
@@ -342,11 +343,13 @@ class MixedLMNTKResults:
     @cached_property
     def random_effects(self) -> pd.Series:
         """BLUP of the network effect u: ``(I - exp(-tK)) r`` = gradient flow for time t
-        (free leading modes: trained to convergence)."""
+        (free leading modes: trained to convergence).  With precision weights,
+        ``W^{-1/2} (I - exp(-t K_w)) W^{1/2} r``: the flow on the weighted loss, on the
+        scale of y (docs/model.md section 2.7)."""
         learned = -np.expm1(-self.t * self.model.profile.lam)
         if self._free_index is not None:
             learned[self._free_index] = 1.0
-        u = self.model.basis.unrotate(learned * self._full_resid_rot)
+        u = self.model.unwhiten(self.model.basis.unrotate(learned * self._full_resid_rot))
         return pd.Series(u, index=self.model.data.row_labels, name="random_effects")
 
     @cached_property
@@ -357,8 +360,18 @@ class MixedLMNTKResults:
 
     @cached_property
     def resid(self) -> pd.Series:
+        """Raw residuals ``y - fittedvalues`` (on the scale of y also with weights, as
+        statsmodels' WLS ``resid``)."""
         return pd.Series(self.model.endog - self.fittedvalues.to_numpy(),
                          index=self.model.data.row_labels, name="resid")
+
+    @cached_property
+    def resid_pearson(self) -> pd.Series:
+        """Pearson residuals ``sqrt(w) resid / sqrt(s2)`` (``w = 1`` without precision
+        weights), as statsmodels' ``resid_pearson``: of unit variance under the model's
+        noise ``Var(e_i) = s2 / w_i``."""
+        r = self.model.whiten(self.resid.to_numpy()) / math.sqrt(self.scale)
+        return pd.Series(r, index=self.model.data.row_labels, name="resid_pearson")
 
     # ---------------------------------------------------------------------- epochs
     def epochs(self, lr: float, loss: str = "mean") -> float:
@@ -455,7 +468,8 @@ class MixedLMNTKResults:
     def predict(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
                 interval: str | None = None, alpha: float = 0.05,
-                cross: str = "auto", missing: str = "exclude") -> pd.Series | pd.DataFrame:
+                cross: str = "auto", missing: str = "exclude",
+                weights: Any = None) -> pd.Series | pd.DataFrame:
         """Predictions of the fitted (trained) network plus fixed effects (``docs/model.md``
         section 4; one implementation for every basis, :mod:`mixednn.prediction`).
 
@@ -475,7 +489,7 @@ class MixedLMNTKResults:
             is a column; zero for analytic kernels).
         interval : {None, "confidence", "prediction"}
             ``"confidence"``: for the mean ``x*^T beta + u(z*)``; ``"prediction"``:
-            for a new observation (adds s2).
+            for a new observation (adds s2, or ``s2 / w*`` with precision weights).
         alpha : float
             1 - coverage.
         cross : {"auto", "exact", "features"}
@@ -490,6 +504,12 @@ class MixedLMNTKResults:
             prediction needs: ``"exclude"`` (default, R's ``na.action = na.exclude``)
             predicts NaN for them, in place, so that the result stays aligned with
             ``newdata``'s index; ``"raise"`` raises a ValueError naming the columns.
+        weights : array-like, optional
+            Precision weights ``w*`` of the new observations (``Var(e*) = s2 / w*``), used
+            only by ``interval="prediction"``, as statsmodels' WLS ``get_prediction``.  By
+            default the weights column of ``newdata`` when the model's weights were a
+            column it carries, else 1; for the training rows, the model's weights.
+            NaN gives NaN observation intervals in its row.
 
         Returns
         -------
@@ -498,6 +518,17 @@ class MixedLMNTKResults:
             ``lower``, ``upper`` (and ``se``).  One row per new row (none for an empty
             ``newdata``), in the order and with the index of ``newdata``.
         """
+        return self._predict(newdata, exog=exog, ntk_inputs=ntk_inputs, kernel=kernel,
+                             offset=offset, interval=interval, alpha=alpha, cross=cross,
+                             missing=missing, weights=weights)[0]
+
+    def _predict(self, newdata: pd.DataFrame | None = None, *, exog: Any = None,
+                 ntk_inputs: Any = None, kernel: Any = None, offset: Any = None,
+                 interval: str | None = None, alpha: float = 0.05, cross: str = "auto",
+                 missing: str = "exclude", weights: Any = None
+                 ) -> tuple[pd.Series | pd.DataFrame, np.ndarray | None]:
+        """:meth:`predict`, and the precision weights of the observations it predicts
+        (aligned with its rows, None for all 1) for :meth:`get_prediction`."""
         check_interval(interval)
         alpha = check_alpha(alpha)
         check_missing(missing)
@@ -508,23 +539,35 @@ class MixedLMNTKResults:
         if newdata is None and exog is None and ntk_inputs is None and kernel is None:
             mean = self.fittedvalues.to_numpy()
             index = m.data.row_labels
+            w = m.weights
+            # new observations at the training rows: their own weights unless given
+            obs = w if weights is None else observation_weights(weights, m.nobs, index)
             if interval is None:
-                return pd.Series(mean, index=index, name="predicted")
+                return pd.Series(mean, index=index, name="predicted"), obs
             pred = self.predictor
-            X = None if basis.feature_space else m.exog
+            # the in-sample rotations are those of the whitened rows: whitened X in, and
+            # the variance back to the scale of y (divided by w)
+            X = None if basis.feature_space else m.whiten(m.exog)
             var = np.concatenate(basis.map_in_sample(
                 lambda rot, Xb: pred.variance(rot.matrix(), Xb), X))
-            out = interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
+            if w is not None:
+                var = var / w
+            noise = self.scale if obs is None else self.scale / obs
+            out = interval_frame(mean, var, noise if interval == "prediction" else 0.0,
                                  alpha, index)
             if basis.feature_space:
                 out.attrs["cross"] = "features"
-            return out
+            return out, obs
         rows = m.new_rows(newdata, exog=exog, ntk_inputs=ntk_inputs, kernel=kernel,
-                          offset=offset, missing=missing)
+                          offset=offset, missing=missing, weights=weights)
+        w = rows.weights
+        if w is not None and rows.positions is not None:  # aligned with the placed rows
+            w = np.full(len(rows.full_index), np.nan)
+            w[rows.positions] = rows.weights
         if rows.nrows == 0:  # no rows, or none complete
-            return place_rows(empty_prediction(interval, rows.index), rows)
+            return place_rows(empty_prediction(interval, rows.index), rows), w
         rotation = basis.cross_rotation(kernel=rows.kernel, inputs=rows.inputs, route=cross)
-        return place_rows(self.predictor.frame(rotation, rows, interval, alpha), rows)
+        return place_rows(self.predictor.frame(rotation, rows, interval, alpha), rows), w
 
     def get_prediction(self, newdata: pd.DataFrame | None = None,
                        **kwargs: Any) -> "intervals.PredictionResults":
@@ -536,14 +579,15 @@ class MixedLMNTKResults:
         newdata : pandas.DataFrame, optional
             New rows (formula models); ``None`` predicts the training rows.
         **kwargs
-            ``exog``, ``ntk_inputs``, ``kernel``, ``offset``, ``cross``: as in
-            :meth:`predict` (not ``interval`` or ``alpha``: both intervals, at any
-            level, come from the returned object).
+            ``exog``, ``ntk_inputs``, ``kernel``, ``offset``, ``cross``, ``missing``,
+            ``weights``: as in :meth:`predict` (not ``interval`` or ``alpha``: both
+            intervals, at any level, come from the returned object).
 
         Returns
         -------
         mixednn.intervals.PredictionResults
-            ``predicted_mean``, ``se_mean``, ``se_obs`` (``sqrt(se_mean^2 + s2)``),
+            ``predicted_mean``, ``se_mean``, ``se_obs`` (``sqrt(se_mean^2 + s2)``;
+            ``s2 / w*`` in place of s2 with precision weights, as statsmodels' WLS),
             ``conf_int(obs=False, alpha=0.05)`` and ``summary_frame(alpha=0.05)`` with
             statsmodels' columns ``mean, mean_se, mean_ci_lower, mean_ci_upper,
             obs_ci_lower, obs_ci_upper`` (normal quantiles).
@@ -552,8 +596,9 @@ class MixedLMNTKResults:
             if name in kwargs:
                 raise TypeError(f"get_prediction() takes no {name!r}: pass alpha to "
                                 ".conf_int() or .summary_frame() of its result")
-        frame = self.predict(newdata, interval="confidence", **kwargs)
-        return intervals.PredictionResults.from_frame(frame, self.scale)
+        frame, w = self._predict(newdata, interval="confidence", **kwargs)
+        return intervals.PredictionResults.from_frame(
+            frame, self.scale if w is None else self.scale / w)
 
     # -------------------------------------------------------------------- plots
     def plot_profile(self, **kwargs: Any):
@@ -585,7 +630,8 @@ class MixedLMNTKResults:
         remove_data : bool
             Leave the training rows out of the file, as statsmodels' ``remove_data``:
             ``endog``, ``exog``, the offset, the row labels, the in-sample values
-            (``fittedvalues``, ``resid``, ``random_effects``), a precomputed n x n kernel
+            (``fittedvalues``, ``resid``, ``resid_pearson``, ``random_effects``), a
+            precomputed n x n kernel
             matrix, a finite network's cached n x P Jacobian and the training columns
             kept for patsy (except the few rows patsy needs to rebuild the same design:
             one per categorical level, or every row of the formula columns when the
@@ -631,7 +677,7 @@ class MixedLMNTKResults:
     def saved_without_rows(self) -> "MixedLMNTKResults":
         """What ``save(..., remove_data=True)`` stores (:mod:`mixednn.persistence`): a copy
         without the cached in-sample values, or this object when none is cached."""
-        cached = [name for name in ("fittedvalues", "resid", "random_effects")
+        cached = [name for name in ("fittedvalues", "resid", "resid_pearson", "random_effects")
                   if name in self.__dict__]
         if not cached:
             return self

@@ -76,7 +76,8 @@ def smallest_keys(keys: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarra
 
 @dataclass
 class RowChunk:
-    """A block of complete rows: response, fixed-effects design, raw network inputs, offset."""
+    """A block of complete rows: response, fixed-effects design, raw network inputs, offset
+    (and precision weights, ``Var(e_i) = s2 / w_i``, when the fit has them)."""
 
     y: np.ndarray
     X: np.ndarray
@@ -84,6 +85,7 @@ class RowChunk:
     offset: np.ndarray
     labels: Any = None
     n_dropped: int = 0  # incomplete rows of the partition left out
+    weights: np.ndarray | None = None
 
     @property
     def nrows(self) -> int:
@@ -98,9 +100,15 @@ class ArraySource:
     ``combine`` or return them as a list in row order.
     """
 
+    #: precision weights of the rows (None: unweighted); a class default, so that sources
+    #: pickled before weights existed load unchanged
+    weights: np.ndarray | None = None
+
     def __init__(self, y: np.ndarray, X: np.ndarray, Z: np.ndarray | None, offset: np.ndarray,
-                 chunk_rows: int | None = None):
+                 chunk_rows: int | None = None, weights: np.ndarray | None = None):
         self.y, self.X, self.Z, self.offset = y, X, Z, offset
+        if weights is not None:
+            self.weights = np.asarray(weights, dtype=float)
         self.nobs = int(y.shape[0])
         self.chunk_rows = chunk_rows
         self.rows_removed = False
@@ -111,7 +119,8 @@ class ArraySource:
         With ``keep_inputs`` the network inputs stay, and chunks serve them with NaN in
         place of the response, design and offset (enough for passes that map the inputs
         alone, such as the exact cross-kernel of new rows); without, every pass raises
-        :class:`~mixednn.exceptions.DataRemovedError`.
+        :class:`~mixednn.exceptions.DataRemovedError`.  Precision weights stay: the
+        training side of a cross-kernel carries them.
         """
         new = ArraySource.__new__(ArraySource)
         new.__dict__.update(self.__dict__)
@@ -128,7 +137,7 @@ class ArraySource:
         for i in range(0, self.nobs, rows):
             sl = slice(i, min(i + rows, self.nobs))
             yield RowChunk(self.y[sl], self.X[sl], None if self.Z is None else self.Z[sl],
-                           self.offset[sl])
+                           self.offset[sl], weights=self._weight_rows(sl))
 
     def _input_chunks(self, rows: int) -> Iterable[RowChunk]:
         if self.Z is None:
@@ -139,7 +148,11 @@ class ArraySource:
         for i in range(0, self.nobs, rows):
             k = min(i + rows, self.nobs) - i
             yield RowChunk(np.full(k, np.nan), np.full((k, self.n_exog), np.nan),
-                           self.Z[i:i + k], np.full(k, np.nan))
+                           self.Z[i:i + k], np.full(k, np.nan),
+                           weights=self._weight_rows(slice(i, i + k)))
+
+    def _weight_rows(self, sl: slice) -> np.ndarray | None:
+        return None if self.weights is None else self.weights[sl]
 
     def map_chunks(self, fn: Callable[[RowChunk], Any], combine: Callable[[Any, Any], Any] | None = None,
                    desc: str = "", width: int = 64) -> Any:

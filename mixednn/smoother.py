@@ -70,11 +70,12 @@ class SmootherData:
 
     @classmethod
     def from_model(cls, model: Any) -> "SmootherData":
-        """The smoother of a fitted model's decomposition."""
+        """The smoother of a fitted model's decomposition (of the whitened rows,
+        ``W^{1/2} (y - f0)`` and ``W^{1/2} X``, with precision weights)."""
         basis = model.basis
         rot = cls.rotated(model)
         return cls(rot.profile, model.nobs, rot.complement, lambda: basis.dense_eigenvectors,
-                   model.endog - model.offset, model.exog)
+                   model.whiten(model.endog - model.offset), model.whiten(model.exog))
 
     @classmethod
     def rotated(cls, model: Any) -> "SmootherData":
@@ -252,7 +253,9 @@ def hat_matrix(model: Any, t: float) -> np.ndarray:
     """Dense n x n hat matrix ``H_t`` of the fitted values ``X beta(t) + u_hat(t)``.
 
     ``H_t = I - M_t`` with ``M_t = U (W - W X~ (X~^T W X~)^{-1} X~^T W) U^T`` (module
-    notes); O(n^2) memory, meant for checks and small n.
+    notes); O(n^2) memory, meant for checks and small n.  With precision weights the
+    smoother of the whitened problem, ``H_w``, acts on ``W^{1/2} y``, and this is
+    ``W^{-1/2} H_w W^{1/2}`` (fitted values on the scale of y are ``H_t y``).
 
     Examples
     --------
@@ -273,4 +276,9 @@ def hat_matrix(model: Any, t: float) -> np.ndarray:
     if data.complement == "identity":
         E += np.eye(model.nobs) - U @ U.T
     _, _, EXR = data.data_basis(float(t), pr)
-    return np.eye(model.nobs) - (E - EXR @ EXR.T)
+    H = np.eye(model.nobs) - (E - EXR @ EXR.T)
+    w = model.weights
+    if w is not None:
+        sw = np.sqrt(w)
+        H = H * (sw[None, :] / sw[:, None])
+    return H

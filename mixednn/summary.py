@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 from statsmodels.iolib.summary2 import Summary
 
 from .interfaces import FitResults
 
-__all__ = ["build_summary", "SUMMARY_EXACT_MAX_N", "LatexSafeSummary", "latex_escape"]
+__all__ = ["build_summary", "build_group_summary", "SUMMARY_EXACT_MAX_N", "LatexSafeSummary", "latex_escape"]
 
 #: LaTeX's special characters in running text, and what stands for each.
 _LATEX_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$",
@@ -111,7 +112,7 @@ def _header(res: FitResults) -> dict[str, str]:
     choice = res.time_choice
     # a fit whose t another rule chose is not a likelihood maximum: say so where it shows
     at = "" if choice.by_likelihood else f", t by {choice.rule_name}"
-    return {
+    head = {
         "Model:": "MixedLMNTK",
         "Method:": res.method + at,
         "Dependent Variable:": res.model.data.endog_name,
@@ -125,6 +126,10 @@ def _header(res: FitResults) -> dict[str, str]:
         "Scale (s2):": f"{res.scale:.4f}",
         "Decomposition:": res.model.basis.kind,
     }
+    spec = getattr(res.model.data, "weights_spec", None)
+    if spec is not None:  # a weighted fit: Var(e_i) = s2 / w_i, and s2 is for w = 1
+        head["Weights:"] = spec if spec != "array" else "yes (array)"
+    return head
 
 
 def _model_lines(res: FitResults) -> list[str]:
@@ -253,3 +258,61 @@ def _score_line(res: FitResults) -> str | None:
         return f"Score test of t = 0: inapplicable ({test.reason})"
     return (f"Score test of t = 0: statistic = {test.statistic:.4g}, "
             f"p-value = {test.pvalue:.4g} ({test.method})")
+
+
+def build_group_summary(res: Any, alpha: float = 0.05) -> Summary:
+    """The summary of a fit with group random effects (:mod:`mixednn.groupresults`):
+    header, fixed effects, and lme4's variance-components table (Groups, Name,
+    Variance, Std.Dev., Corr) with the network's training time beside the groups."""
+    smry = LatexSafeSummary()
+    has_net = res.has_network
+    smry.add_title("Mixed Linear Model with group random effects"
+                   + (" and a Neural Tangent Kernel random effect" if has_net else ""))
+    m = res.model
+    header = {
+        "Model:": "MixedLMNTK" if has_net else "MixedLMNTK (no network)",
+        "Method:": res.method,
+        "Dependent Variable:": m.data.endog_name,
+        "No. Observations:": str(res.nobs),
+        "Rows dropped (missing):": str(m.data.n_dropped),
+        "Groups:": ", ".join(f"{b.term.group_name} {len(b.levels)}" for b in res.groups.blocks),
+        "Log-Likelihood:": f"{res.llf:.4f}",
+        "Converged:": "Yes" if res.converged else "No",
+        f"AIC ({res.method}):": f"{res.aic:.4f}",
+        f"BIC ({res.method}):": f"{res.bic:.4f}",
+        "Scale (s2):": f"{res.scale:.4f}",
+        "Decomposition:": m.basis.kind if has_net else "none",
+    }
+    smry.add_dict(header, ncols=2)
+    if has_net:
+        for line in _model_lines(res):
+            smry.add_text(line)
+    if res.k_fe:
+        smry.add_df(_fixed_effects(res, alpha), float_format="%.4f")
+    vc = res.vcomp
+    shown = pd.DataFrame({
+        "Groups": vc["Groups"], "Name": vc["Name"],
+        "Variance": [_fmt(v) for v in vc["Variance"]],
+        "Std.Dev.": [_fmt(v) for v in vc["Std.Dev."]],
+        "Corr": vc["Corr"],
+        "t": [_fmt(v) for v in vc["Estimate"]],
+        "Std.Err.(t)": [_fmt(v) for v in vc["Std.Err."]]})
+    if not has_net:
+        shown = shown.drop(columns=["t", "Std.Err.(t)"])
+    smry.add_df(shown.set_index("Groups"))
+    notes = []
+    if has_net:
+        notes.append("The network's part is its training by gradient flow for time t on y - X "
+                     "beta - f0 - Z b (the residual after the fixed and group effects); Var(y) "
+                     "= s2 (exp(tK) + Z Lambda Lambda^T Z^T).")
+    if res.singular_terms:
+        notes.append("Boundary (singular) fit: " + ", ".join(res.singular_terms)
+                     + " has a zero variance or a correlation of +-1.")
+    if has_net and res.t_on_boundary:
+        notes.append("t = 0: training adds nothing beyond the fixed and group effects.")
+    notes.append("AIC/BIC under REML follow lme4: compare only models with the same fixed "
+                 "effects (refit with fit(reml=False) otherwise)." if res.reml else
+                 "ML fit: AIC/BIC compare models with different fixed effects.")
+    for line in notes:
+        smry.add_text(line)
+    return smry

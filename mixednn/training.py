@@ -128,6 +128,12 @@ def _check_in_memory(m: Any) -> None:
     if m.data.streamed:
         raise ValueError("training paths need the training rows in memory (this model streams "
                          "its rows from a dask frame or CSV); fit on an in-memory frame")
+    if getattr(m, "weights", None) is not None:
+        # the paths here descend the unweighted loss; the weighted fit's flow is its BLUP
+        raise NotImplementedError(
+            "training paths are not implemented for a model with precision weights= (they "
+            "would descend the weighted loss 1/2 sum w_i (y_i - f_i)^2); the fit's "
+            "random_effects and predict() are that gradient flow at t")
 
 
 class _NTKPath:

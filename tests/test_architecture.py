@@ -13,12 +13,15 @@ from tests import architecture as arch
 
 TESTS_DIR = Path(__file__).resolve().parent
 TIME_SEARCHES = {"maximize", "minimize_criterion", "choose_time", "auto_time", "choose_t",
-                 "select_free_modes"}
+                 "select_free_modes", "fit_groups"}
 #: Where a search over t may be called: the rules layer, and model.fit (through choose_t).
 #: hyper.py maximises the profile likelihood over kernel hyperparameters, which needs t's
 #: maximum for each candidate kernel (a different fit, not this fit's t).
+#: groupfit chooses (t, theta) of a model with group effects (called by model.fit); the
+#: simulated likelihood-ratio test of t = 0 in groupresults refits simulated responses.
 SEARCH_ALLOWED = {"mixednn.profile", "mixednn.stopping", "mixednn.freemodes",
-                  "mixednn.autotime", "mixednn.timechoice", "mixednn.model", "mixednn.hyper"}
+                  "mixednn.autotime", "mixednn.timechoice", "mixednn.model", "mixednn.hyper",
+                  "mixednn.groupfit", "mixednn.groupresults"}
 
 
 def test_every_module_imports_only_from_layers_below():

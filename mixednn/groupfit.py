@@ -1,0 +1,244 @@
+"""Joint REML/ML estimation of the training time t and the group parameters theta.
+
+The profiled criterion of :class:`mixednn.groupprofile.GroupedProfile` is maximised
+over ``(t, theta)`` by L-BFGS-B with its analytic gradient, inside lme4's box: ``t >= 0``
+and the diagonal elements of each relative factor ``T >= 0`` (the off-diagonal ones
+free).  The boundary is reached exactly, not approached: a variance of 0 or t = 0 is
+an estimate, reported as such (:class:`mixednn.exceptions.BoundaryFitWarning`, as
+lme4's "boundary (singular) fit").  Two starts -- the network-only REML time with
+lme4's start ``theta = 1``, and a small t with the same theta -- guard against a local
+maximum; the better one is kept.  Standard errors of ``(t, theta)`` come from the
+observed information (a central difference of the analytic gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+
+from .groupprofile import GroupedProfile, GroupPoint
+
+__all__ = ["GroupFit", "fit_groups"]
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """The joint estimate (frozen).
+
+    Attributes
+    ----------
+    point : GroupPoint
+        Everything at the estimate.
+    reml : bool
+    estimate_t : bool
+        False for a model without a network (t is not a parameter).
+    converged : bool
+    message : str
+        The optimiser's message.
+    n_evals : int
+        Likelihood evaluations.
+    cov_params : ndarray
+        Covariance of ``(t, theta)`` (t first when estimated) from the observed
+        information; NaN where a parameter is on its boundary.
+    t_on_boundary : bool
+        The estimate is t = 0.
+    singular_terms : list of str
+        Terms with a zero variance or a perfect correlation (lme4's ``isSingular``).
+    """
+
+    point: GroupPoint
+    reml: bool
+    estimate_t: bool
+    converged: bool
+    message: str
+    n_evals: int
+    cov_params: np.ndarray = field(repr=False)
+    t_on_boundary: bool
+    singular_terms: list
+
+    @property
+    def t(self) -> float:
+        return self.point.t
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.point.theta
+
+    @property
+    def llf(self) -> float:
+        return self.point.llf
+
+    @property
+    def t_se(self) -> float:
+        return float(np.sqrt(self.cov_params[0, 0])) if self.estimate_t else float("nan")
+
+
+def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | None = None,
+               theta_start: np.ndarray | None = None) -> GroupFit:
+    """Maximise the profiled REML (or ML) criterion over ``(t, theta)``.
+
+    Parameters
+    ----------
+    profile : GroupedProfile
+    reml : bool
+    t_start : float, optional
+        A starting time (the network-only REML time); ignored without a network.
+    theta_start : ndarray, optional
+        Starting theta (lme4's: 1 on diagonals, 0 elsewhere, by default).
+
+    Returns
+    -------
+    GroupFit
+    """
+    gs = profile.structure
+    th0 = gs.theta_start() if theta_start is None else np.asarray(theta_start, dtype=float)
+    lower = gs.theta_lower()
+    est_t = profile.has_network
+    lam_max = float(profile.lam.max()) if est_t and profile.lam.size else 1.0
+    ts = max(float(t_start or 0.0), 1.0 / max(lam_max, 1e-300)) if est_t else 1.0
+    evals = [0]
+
+    def unpack(x: np.ndarray) -> tuple[float, np.ndarray]:
+        return (max(x[0], 0.0) * ts, x[1:]) if est_t else (0.0, x)
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        evals[0] += 1
+        t, th = unpack(x)
+        try:
+            llf, g = profile.gradient(t, th, reml)
+        except (np.linalg.LinAlgError, ValueError):
+            return 1e300, np.zeros_like(x)
+        if not np.isfinite(llf):
+            return 1e300, np.zeros_like(x)
+        grad = -g if est_t else -g[1:]
+        if est_t:
+            grad[0] *= ts
+        return -llf, grad
+
+    # theta is left unbounded: the likelihood depends on each T only through T T^T, so a
+    # column's sign is free and is normalised afterwards (diagonal >= 0).  A bound at 0
+    # would trap the optimiser there: a zero variance is a stationary point by symmetry.
+    bounds = ([(0.0, None)] if est_t else []) + [(None, None)] * th0.size
+    if est_t and theta_start is None:
+        # theta of the groups alone (t = 0: one q x q product, then O(q^3) per step)
+        th0 = fit_groups(profile.with_network_fixed_at_zero(), reml).theta
+        th0 = np.where(np.isfinite(lower) & (th0 == 0), 0.1, th0)
+    best = _minimize(objective, np.r_[1.0, th0] if est_t else th0, bounds)
+    if est_t and (best.x[0] <= 0 or t_start is None):
+        # at t = 0 (or without a guide): make sure a small positive t is not better
+        other = _minimize(objective, np.r_[0.05, th0], bounds)
+        if other.fun < best.fun:
+            best = other
+    # a variance that ended at 0: restart it from a positive value to make sure 0 is a maximum
+    zero = np.flatnonzero(np.isfinite(lower) & (np.abs(unpack(best.x)[1]) < 1e-6))
+    if zero.size:
+        x0 = best.x.copy()
+        x0[zero + int(est_t)] = 0.5
+        res = _minimize(objective, x0, bounds)
+        if res.fun < best.fun - 1e-10:
+            best = res
+    t, th = unpack(best.x)
+    th = gs.normalise_theta(th)
+    th = np.where(np.isfinite(lower) & (np.abs(th) < 1e-10), 0.0, th)
+    if est_t and t < 1e-10 * ts:
+        t = 0.0
+    t, th, hess, grad = _newton_polish(profile, t, th, reml, est_t, lower)
+    point = profile.point(t, th, reml)
+    free = _free(t, th, est_t, lower)
+    cov = _inverse_information(hess, free)
+    scale = max(1.0, abs(point.llf))
+    converged = bool(np.all(np.abs(grad[free] * np.maximum(np.abs(np.r_[t, th] if est_t else th)[free], 1e-3))
+                            < 1e-5 * scale))
+    return GroupFit(point, reml, est_t, converged, str(best.message), evals[0],
+                    cov, bool(est_t and t == 0.0), gs.boundary(th))
+
+
+def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:
+    # tight: Newton steps polish afterwards, but a well-converged start keeps them few
+    return scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                   options=dict(maxiter=5000, ftol=1e-14, gtol=1e-9, maxcor=30))
+
+
+def _free(t: float, theta: np.ndarray, est_t: bool, lower: np.ndarray) -> np.ndarray:
+    """Parameters off their boundary (t > 0, nonzero variances)."""
+    free = np.ones(theta.size + int(est_t), dtype=bool)
+    if est_t:
+        free[0] = t > 0
+    free[int(est_t):] &= ~(np.isfinite(lower) & (theta <= 0))
+    return free
+
+
+def _hessian(profile: GroupedProfile, x: np.ndarray, free: np.ndarray, reml: bool,
+             est_t: bool) -> np.ndarray:
+    """Central differences of the analytic gradient in the free parameters."""
+    k = x.size
+    hess = np.zeros((k, k))
+    for i in np.flatnonzero(free):
+        h = 1e-5 * max(abs(x[i]), 1e-3)
+        e = np.zeros(k)
+        e[i] = h
+        hess[i] = (_grad_at(profile, x + e, reml, est_t) - _grad_at(profile, x - e, reml, est_t)) \
+            / (2 * h)
+    return 0.5 * (hess + hess.T)
+
+
+def _newton_polish(profile: GroupedProfile, t: float, theta: np.ndarray, reml: bool,
+                   est_t: bool, lower: np.ndarray, steps: int = 3
+                   ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """A few Newton steps in the free parameters from the quasi-Newton optimum (its
+    stopping rule leaves ~1e-6 relative error on flat likelihoods; Newton's quadratic
+    convergence removes it).  A step is kept only if the likelihood does not drop."""
+    x = np.r_[t, theta] if est_t else theta.copy()
+    free = _free(t, theta, est_t, lower)
+    hess = _hessian(profile, x, free, reml, est_t)
+    grad = _grad_at(profile, x, reml, est_t)
+    llf = _llf_at(profile, x, reml, est_t)
+    idx = np.flatnonzero(free)
+    for _ in range(steps if idx.size else 0):
+        sub = hess[np.ix_(idx, idx)]
+        try:
+            step = np.linalg.solve(sub, grad[idx])
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        trial = x.copy()
+        trial[idx] -= step
+        if est_t and trial[0] < 0:
+            break
+        new = _llf_at(profile, trial, reml, est_t)
+        if not new >= llf - 1e-12 * max(1.0, abs(llf)):
+            break
+        x, llf = trial, new
+        grad = _grad_at(profile, x, reml, est_t)
+        hess = _hessian(profile, x, free, reml, est_t)
+        if np.max(np.abs(step) / np.maximum(np.abs(x[idx]), 1e-8)) < 1e-9:
+            break
+    t_new = float(x[0]) if est_t else 0.0
+    th_new = x[1:] if est_t else x
+    return t_new, th_new, hess, grad
+
+
+def _llf_at(profile: GroupedProfile, x: np.ndarray, reml: bool, est_t: bool) -> float:
+    return profile.loglike(float(x[0]), x[1:], reml) if est_t else profile.loglike(0.0, x, reml)
+
+
+def _inverse_information(hess: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Inverse observed information; NaN rows and columns for boundary parameters."""
+    k = hess.shape[0]
+    cov = np.full((k, k), np.nan)
+    idx = np.flatnonzero(free)
+    if idx.size:
+        try:
+            cov[np.ix_(idx, idx)] = np.linalg.inv(-hess[np.ix_(idx, idx)])
+        except np.linalg.LinAlgError:
+            pass
+    return cov
+
+
+def _grad_at(profile: GroupedProfile, x: np.ndarray, reml: bool, est_t: bool) -> np.ndarray:
+    if est_t:
+        return profile.gradient(max(x[0], 0.0), x[1:], reml)[1]
+    return profile.gradient(0.0, x, reml)[1][1:]

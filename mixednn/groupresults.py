@@ -1,0 +1,450 @@
+"""Results of a network fitted beside group random effects (``(1 | g)`` terms).
+
+Built once from the model, its :class:`mixednn.groupprofile.GroupedProfile` and the
+joint estimate :class:`mixednn.groupfit.GroupFit`; never written to afterwards.
+
+Without a network the numbers are lme4's: REML criterion, ``fixef``, ``vcov``,
+``sigma``, ``VarCorr`` and ``ranef`` (checked against lme4 1.1 in
+``tests/test_groups.py``).  With the network, the BLUP of its part is the network
+trained by gradient flow for time t on ``y - X beta - f0 - Z b`` (docs/model.md
+section 9); ``predict`` adds the conditional modes of known groups, and for a new
+group (``allow_new_levels=True``) the population level, its group variance entering
+the prediction interval.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+from scipy import stats
+
+from . import persistence
+from .bars import GroupStructure
+from .groupfit import GroupFit, fit_groups
+from .groupprofile import GroupedProfile
+from .hypotheses import TestResult
+from .numerics import flow_filter, flow_variance_filter
+from .checks import plain_dtypes
+from .newrows import rebuild_exog
+from .prediction import NewRows, check_alpha, check_interval, interval_frame
+from .quadform import QuadraticForm
+from .summary import build_group_summary
+
+__all__ = ["GroupedResults", "score_test_t0"]
+
+
+class GroupedResults:
+    """A fitted network-plus-groups model (lme4's ``merMod`` with a training-time row).
+
+    Attributes
+    ----------
+    model : MixedLMNTK
+    fit_record : GroupFit
+        The joint estimate of ``(t, theta)``.
+    params, bse, tvalues, pvalues
+        Fixed effects (GLS at the estimate), SEs from ``s2 (X^T H^{-1} X)^{-1}``, z and
+        normal p-values (lme4 prints t values without p-values; statsmodels' MixedLM
+        uses the normal reference).
+    t, t_se : float
+        Training time and its SE from the observed information (NaN at t = 0 or
+        without a network).
+    theta : ndarray
+        lme4's relative covariance parameters (``getME(fit, "theta")``).
+    scale : float
+        s2, lme4's ``sigma(fit)^2``.
+    llf, aic, bic : float
+        REML (or ML) log-likelihood with lme4's constant, and its criteria.
+    has_network : bool
+    """
+
+    def __init__(self, model: Any, profile: GroupedProfile, record: GroupFit,
+                 basis: Any = None):
+        self.model = model
+        self.profile = profile
+        self.fit_record = record
+        self.basis = basis
+        pt = record.point
+        self.point = pt
+        self.reml = bool(record.reml)
+        self.method = "REML" if self.reml else "ML"
+        self.has_network = bool(profile.has_network)
+        self.t = float(pt.t)
+        self.t_se = record.t_se if self.has_network and self.t > 0 else float("nan")
+        self.theta = pt.theta.copy()
+        self.scale = float(pt.scale)
+        self.llf = float(pt.llf)
+        self.converged = bool(record.converged)
+        self.nobs = int(model.nobs)
+        self.k_fe = int(model.k_fe)
+        self.df_resid = self.nobs - self.k_fe
+        names = model.exog_names
+        self.params = pd.Series(pt.beta, index=names, name="params")
+        self.groups: GroupStructure = model.groups
+        self.singular_terms = list(record.singular_terms)
+        self.t_on_boundary = bool(record.t_on_boundary)
+
+    # ----------------------------------------------------------------- fixed effects
+    @cached_property
+    def cov_params_fe(self) -> pd.DataFrame:
+        names = self.model.exog_names
+        cov = self.scale * np.linalg.inv(self.point.xhx) if names else np.empty((0, 0))
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of ``params`` at the estimated ``(t, theta)`` (lme4's ``vcov``)."""
+        return self.cov_params_fe
+
+    @cached_property
+    def bse(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.cov_params_fe.to_numpy())),
+                         index=self.model.exog_names, name="bse")
+
+    @cached_property
+    def tvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("z")
+
+    @cached_property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
+                         index=self.model.exog_names, name="pvalues")
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald intervals of the fixed effects (columns 0 and 1, as statsmodels)."""
+        alpha = check_alpha(alpha)
+        z = stats.norm.ppf(1 - alpha / 2)
+        return pd.DataFrame({0: self.params - z * self.bse, 1: self.params + z * self.bse})
+
+    # ------------------------------------------------------------- variance components
+    @property
+    def df_modelwc(self) -> int:
+        """Parameters: fixed effects, theta, t (with a network) and s2 (lme4's df)."""
+        return self.k_fe + self.groups.n_theta + int(self.has_network) + 1
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.llf + 2 * self.df_modelwc
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.llf + np.log(self.nobs) * self.df_modelwc
+
+    @property
+    def deviance(self) -> float:
+        return -2 * self.llf
+
+    @cached_property
+    def vcomp(self) -> pd.DataFrame:
+        """lme4's ``VarCorr`` layout: Groups, Name, Variance, Std.Dev., Corr (the
+        correlations with the earlier effects of the same term, comma-separated), then
+        the network's training time and the residual."""
+        rows = []
+        seen: dict[str, int] = {}
+        for blk, cov in zip(self.groups.blocks, self.groups.covariances(self.theta, self.scale)):
+            name = blk.term.group_name
+            shown = name if name not in seen else f"{name}.{seen[name]}"
+            seen[name] = seen.get(name, 0) + 1
+            sd = np.sqrt(np.diag(cov))
+            for i, eff in enumerate(blk.effect_names):
+                corr = [cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                        for j in range(i)]
+                rows.append({"Groups": shown if i == 0 else "", "Name": eff,
+                             "Variance": cov[i, i], "Std.Dev.": sd[i],
+                             "Corr": ", ".join(f"{c:.3f}" for c in corr)})
+        if self.has_network:
+            rows.append({"Groups": "Network", "Name": "training time t", "Variance": np.nan,
+                         "Std.Dev.": np.nan, "Corr": "", "Estimate": self.t,
+                         "Std.Err.": self.t_se})
+        rows.append({"Groups": "Residual", "Name": "", "Variance": self.scale,
+                     "Std.Dev.": np.sqrt(self.scale), "Corr": ""})
+        frame = pd.DataFrame(rows)
+        for col in ("Estimate", "Std.Err."):
+            if col not in frame:
+                frame[col] = np.nan
+        return frame[["Groups", "Name", "Variance", "Std.Dev.", "Corr", "Estimate", "Std.Err."]]
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the group effects (lme4's ``ranef``): a frame per
+        grouping factor, levels as rows, effects as columns."""
+        return self.groups.ranef(self.point.b)
+
+    # ----------------------------------------------------------------- in-sample values
+    @cached_property
+    def network_part(self) -> np.ndarray:
+        """The network's fitted part ``u`` on the training rows (zeros without a network):
+        gradient flow for time t on ``y - f0 - X beta - Z b``."""
+        if not self.has_network:
+            return np.zeros(self.nobs)
+        w = np.exp(-self.t * self.profile.lam)
+        return self.basis.unrotate((1.0 - w) * self.point.net_target)
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """``X beta + f0 + Z b + u`` on the training rows (lme4's ``fitted``)."""
+        m = self.model
+        fit = m.exog @ self.point.beta + m.offset + self.groups.Z @ self.point.b + self.network_part
+        return pd.Series(fit, index=m.data.row_labels, name="fittedvalues")
+
+    @cached_property
+    def resid(self) -> pd.Series:
+        return pd.Series(self.model.endog - self.fittedvalues.to_numpy(),
+                         index=self.model.data.row_labels, name="resid")
+
+    # ----------------------------------------------------------------- prediction
+    def predict(self, newdata: pd.DataFrame | None = None, *, re_form: str | None = None,
+                allow_new_levels: bool = False, interval: str | None = None,
+                alpha: float = 0.05) -> pd.Series | pd.DataFrame:
+        """Predictions at new rows (lme4's ``predict.merMod`` with the network added).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New rows with the fixed-effect, network-input and grouping columns; the
+            training rows' fitted values by default.
+        re_form : {None, "~0"}
+            ``None``: with the conditional modes of the groups (lme4's default);
+            ``"~0"`` (or ``"NA"``): the population level, no group effects.
+        allow_new_levels : bool
+            A level not seen in training gets the population level (its effects 0,
+            their variance in the prediction interval); otherwise such a level is an
+            error naming it.
+        interval : {None, "confidence", "prediction"}
+            Means only, or with intervals: the prediction error variance of the BLUP
+            with the GLS fixed effects (Henderson), plus s2 for a new observation.
+        alpha : float
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+        """
+        check_interval(interval)
+        alpha = check_alpha(alpha)
+        if re_form not in (None, "~0", "NA", "~ 0"):
+            raise ValueError(f"re_form must be None (with group effects) or '~0' (population "
+                             f"level), got {re_form!r}")
+        if not isinstance(allow_new_levels, (bool, np.bool_)):
+            raise TypeError(f"allow_new_levels must be True or False, got {allow_new_levels!r}")
+        with_groups = re_form is None
+        if newdata is None:
+            if interval is None and with_groups:
+                return self.fittedvalues.rename("predicted")
+            newdata = self.model.data.design_frame
+            if newdata is None:
+                raise ValueError("pass newdata= (this model has no stored formula columns)")
+        if not isinstance(newdata, pd.DataFrame):
+            raise TypeError("newdata must be a pandas DataFrame")
+        rows = (self.model.new_rows(newdata, missing="raise") if self.has_network
+                else self._rows_without_network(newdata))
+        nrow = rows.nrows
+        if with_groups:
+            Zn, En = self.groups.new_rows(newdata, allow_new_levels)
+        else:
+            Zn = None
+            En = np.zeros((nrow, 0))
+        mean, var = self._mean_and_variance(rows, Zn, En, need_var=interval is not None)
+        if interval is None:
+            return pd.Series(mean, index=rows.index, name="predicted")
+        return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
+                              alpha, rows.index)
+
+    def _rows_without_network(self, newdata: pd.DataFrame) -> NewRows:
+        """New rows of a model without a network: fixed-effects design and offset."""
+        d = self.model.data
+        X = rebuild_exog(d, plain_dtypes(newdata))
+        if np.isnan(X).any():
+            raise ValueError("newdata has missing values in the fixed-effect columns; drop or "
+                             "fill those rows")
+        off = np.zeros(len(newdata))
+        if d.offset_spec not in (None, "array"):
+            if d.offset_spec not in newdata.columns:
+                raise KeyError(f"newdata lacks the offset column {d.offset_spec!r}")
+            off = newdata[d.offset_spec].to_numpy(dtype=float)
+        return NewRows(X=X, offset=off, index=newdata.index)
+
+    def _mean_and_variance(self, rows: Any, Zn: Any, En: np.ndarray, need_var: bool
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
+        pt, prof = self.point, self.profile
+        mean = rows.offset + rows.X @ pt.beta
+        if Zn is not None:
+            mean = mean + Zn @ pt.b
+        kt = None
+        if self.has_network:
+            kt = self.basis.rotate(rows.kernel.T)          # U^T k*  (n x rows)
+            phi = flow_filter(self.t, prof.lam)
+            mean = mean + kt.T @ (phi * pt.net_target)
+        if not need_var:
+            return mean, None
+        return mean, self._prediction_error_variance(rows, Zn, En, kt)
+
+    def _prediction_error_variance(self, rows: Any, Zn: Any, En: np.ndarray,
+                                   kt: np.ndarray | None) -> np.ndarray:
+        """``s2 [c0 - c^T H^{-1} c] + L^T Cov(beta) L`` per new row, with ``c`` the
+        covariance of the new row's random part with y (rotated, over s2)."""
+        prof, pt = self.profile, self.point
+        t, lam = self.t, prof.lam
+        nrow = rows.nrows
+        Lam = self.groups.lambda_matrix(self.theta)
+        LLt = Lam @ Lam.T
+        at = prof.at_t(t)
+        w, G = at.w, at.G
+        A = Lam.T @ G @ Lam + np.eye(prof.q)
+        Lc = np.linalg.cholesky(A)
+        # c = c_net + c_grp;  H^{-1} = W - W R Lam A^{-1} Lam^T R^T W
+        c0 = np.zeros(nrow)
+        RtWc = np.zeros((prof.q, nrow))
+        XtWc = np.zeros((prof.p, nrow))
+        cWc = np.zeros(nrow)
+        if kt is not None:
+            c0 += flow_variance_filter(t, lam) @ kt ** 2      # c0 - c^T W c for the network
+            phik = flow_filter(t, lam)[:, None] * kt           # W c_net
+            RtWc += prof.R.T @ phik
+            XtWc += prof.X.T @ phik
+        if Zn is not None:
+            Zd = Zn.toarray() if hasattr(Zn, "toarray") else np.asarray(Zn)
+            zl = (Zd @ LLt).T                                 # Lam Lam^T z*  (q x rows)
+            c_grp = prof.R @ zl                               # rotated, n x rows
+            c0 += np.einsum("ij,ji->i", Zd, zl) - np.einsum("ij,ij->j", c_grp, w[:, None] * c_grp)
+            if kt is not None:
+                cWc -= 2 * np.einsum("ij,ij->j", phik, c_grp)
+            RtWc += prof.R.T @ (w[:, None] * c_grp)
+            XtWc += prof.X.T @ (w[:, None] * c_grp)
+        if En.size:
+            c0 += self._new_level_variance(En)
+        B = scipy.linalg.solve_triangular(Lc, Lam.T @ RtWc, lower=True)   # L^{-1} Lam^T R^T W c
+        pev = c0 + cWc + np.einsum("ij,ij->j", B, B)
+        # fixed effects: L = x* - X~^T H^{-1} c
+        Lx = rows.X.T - (XtWc - at.rwx.T @ Lam @ scipy.linalg.solve_triangular(
+            Lc.T, B, lower=False))
+        var = self.scale * pev
+        if self.k_fe:
+            var = var + np.einsum("ji,jk,ki->i", Lx, self.cov_params_fe.to_numpy(), Lx)
+        return np.maximum(var, 0.0)
+
+    def _new_level_variance(self, En: np.ndarray) -> np.ndarray:
+        """Prior variance (over s2) of the effects of new levels: ``e^T T T^T e``."""
+        out = np.zeros(En.shape[0])
+        at = 0
+        for blk, T in zip(self.groups.blocks, self.groups.factors(self.theta)):
+            e = En[:, at:at + blk.k]
+            out += np.einsum("ij,jk,ik->i", e, T @ T.T, e)
+            at += blk.k
+        return out
+
+    # ----------------------------------------------------------------- tests of t = 0
+    def null_fit(self) -> "GroupedResults":
+        """The same groups without the network (t = 0): lme4's linear mixed model."""
+        if not self.has_network:
+            raise ValueError("this model has no network: it is its own t = 0 fit")
+        return self.model.without_network().fit(reml=self.reml)
+
+    def score_test(self) -> TestResult:
+        """Score test of t = 0 with the group effects present.
+
+        The statistic is ``y^T P0 K P0 y / y^T P0 y`` at the null fit (groups, no
+        network).  Given the null's theta it is a ratio of quadratic forms with an exact
+        null, ``P(sum (mu_i - T) chi2_1 > 0)`` with ``mu`` the eigenvalues of
+        ``K^{1/2} P0 K^{1/2}`` on the residual space (one eigenvalue problem); the
+        estimated theta is treated as known (exact for known theta, asymptotically
+        valid otherwise).
+        """
+        if not self.has_network:
+            raise ValueError("the score test of t = 0 needs a network in the model")
+        return score_test_t0(self.profile, self.reml)
+
+    def lr_test(self, nsim: int = 200, seed: Any = None) -> TestResult:
+        """Restricted (REML) or ML likelihood-ratio test of t = 0 with the group effects
+        present, by parametric bootstrap: responses simulated from the fitted null model
+        (groups, no network), both models refit to each.  The p-value counts draws at
+        least as large as observed, ``(1 + #) / (1 + nsim)``."""
+        if not self.has_network:
+            raise ValueError("the likelihood-ratio test of t = 0 needs a network in the model")
+        if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
+            raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
+        prof = self.profile
+        null = fit_groups(prof.with_network_fixed_at_zero(), self.reml)
+        observed = max(2 * (self.llf - null.llf), 0.0)
+        rng = np.random.default_rng(seed)
+        Lam = self.groups.lambda_matrix(null.theta)
+        sd = np.sqrt(null.point.scale)
+        mean = prof.X @ null.point.beta
+        draws = np.empty(int(nsim))
+        for i in range(int(nsim)):
+            u = rng.standard_normal(prof.q)
+            y = mean + sd * (rng.standard_normal(prof.nobs) + prof.R @ (Lam @ u))
+            sim = prof.with_response(y)
+            f0 = fit_groups(sim.with_network_fixed_at_zero(), self.reml)
+            f1 = fit_groups(sim, self.reml, t_start=self.t or None)
+            draws[i] = max(2 * (f1.llf - f0.llf), 0.0)
+        p = (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + nsim)
+        return TestResult(statistic=float(observed), pvalue=float(p),
+                          method=f"parametric bootstrap from the fitted null, {nsim} draws",
+                          null="t = 0 (no training) with the group effects",
+                          dist_name="simulated (theta re-estimated in every draw)",
+                          name=f"{'Restricted ' if self.reml else ''}LR test of t = 0 "
+                               "(with group effects)",
+                          details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
+
+    # ----------------------------------------------------------------- output
+    def summary(self, alpha: float = 0.05):
+        """lme4-style summary: header, fixed effects, variance components with the
+        training-time row, notes."""
+        return build_group_summary(self, alpha)
+
+    def __str__(self) -> str:
+        return str(self.summary())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.method}, t = {self.t:.4g}, llf = {self.llf:.4f}>"
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+    def save(self, path: Any) -> None:
+        """Save the fit (read it back with :func:`mixednn.load`)."""
+        persistence.save(self, path, remove_data=False)
+
+
+def score_test_t0(prof: GroupedProfile, reml: bool = True) -> TestResult:
+    """Score test of t = 0 with group effects (see :meth:`GroupedResults.score_test`).
+
+    Parameters
+    ----------
+    prof : GroupedProfile
+        The likelihood of the model with the network (rotated data).
+    reml : bool
+        The null's theta by REML (default) or ML.
+
+    Returns
+    -------
+    TestResult
+    """
+    null = fit_groups(prof.with_network_fixed_at_zero(), reml)
+    pt0 = null.point
+    Lam = prof.structure.lambda_matrix(pt0.theta)
+    G = prof.at_t(0.0).G
+    A = Lam.T @ G @ Lam + np.eye(prof.q)
+    Lc = np.linalg.cholesky(A)
+    B = scipy.linalg.solve_triangular(Lc, (prof.R @ Lam).T, lower=True).T   # n x q
+    r = prof.y - prof.X @ pt0.beta
+    Py = r - B @ (B.T @ r)                                                  # H0^{-1} r
+    HX = prof.X - B @ (B.T @ prof.X)
+    cols = [B]
+    if prof.p:
+        C = np.linalg.cholesky(prof.X.T @ HX)
+        D = scipy.linalg.solve_triangular(C, HX.T, lower=True).T
+        cols.append(D)
+        Py = Py - D @ (D.T @ r)
+    lam = prof.lam
+    stat = float(Py @ (lam * Py) / (r @ Py))
+    F = np.sqrt(lam)[:, None] * np.hstack(cols)
+    nu = np.linalg.eigvalsh(np.diag(lam) - F @ F.T)
+    mu = np.sort(nu)[::-1][:prof.nobs - prof.p]
+    tail = QuadraticForm.from_weights(mu - stat).sf(0.0)
+    return TestResult(statistic=stat, pvalue=float(tail.pvalue),
+                      method=f"exact ratio null given the null's theta, {tail.method}",
+                      null="t = 0 (no training) with the group effects",
+                      dist_name="sum (mu_i - T) chi2_1 > 0, mu from K^1/2 P0 K^1/2",
+                      name="Score test of t = 0 (with group effects)")

@@ -1,0 +1,379 @@
+"""Group random effects beside the network: lme4's ``(1 | g)`` terms.
+
+Without a network the fit must be lme4's.  The reference numbers below were made once
+with R 4.x and lme4 1.1-31 on the CSV files in ``tests/data`` (simulated by this
+project); CI never runs R.  lme4's default optimiser stops about 1e-5 (relative) from
+the optimum in theta on these flat likelihoods, so the references use tight tolerances::
+
+    ctl <- lmerControl(optimizer = "nloptwrap", optCtrl = list(xtol_rel = 1e-14,
+           ftol_rel = 1e-15, ftol_abs = 1e-15, xtol_abs = 1e-14, maxeval = 100000))
+    fit <- lmer(<formula>, data, REML = <reml>, control = ctl)
+    logLik(fit); getME(fit, "theta"); fixef(fit); sqrt(diag(vcov(fit))); sigma(fit)
+    ranef(fit)[[<group>]][1, ]
+
+With the network, dense brute force (explicit ``expm``, explicit inverses) is the
+reference.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+import scipy.optimize
+
+import mixednn as mn
+from mixednn.bars import GroupStructure, split_bars
+from mixednn.exceptions import BoundaryFitWarning
+from mixednn.groupresults import score_test_t0
+from mixednn.numerics import LOG_2PI
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return pd.read_csv(DATA / "sleep_sim.csv")
+
+
+@pytest.fixture(scope="module")
+def unbalanced():
+    return pd.read_csv(DATA / "unbalanced.csv")
+
+
+# (data, formula, REML): logLik, theta, fixef, se, sigma, (group, first row of ranef)
+LME4 = {
+    "sleep_reml_corr": ("sleep", "reaction ~ days + (days | subject)", True,
+                        -870.930614666268, [0.918651660358005, 0.101691780726912,
+                                            0.147078006310473],
+                        [246.36855747474843, 8.56467377104392], [6.69827274571602, 1.28971847448566],
+                        26.0579112648631, ("subject", [-5.75372454372057, -1.83060266890481])),
+    "sleep_ml_corr": ("sleep", "reaction ~ days + (days | subject)", False,
+                      -874.881295015067, [0.881955393215994, 0.103474447566261,
+                                          0.137173219964144],
+                      [246.36855747474848, 8.56467377104383], [6.50955348625543, 1.25338079882439],
+                      26.0579111981042, ("subject", [-5.91636695428225, -1.79353279990939])),
+    "sleep_reml_uncorr": ("sleep", "reaction ~ days + (days || subject)", True,
+                          -872.160264850194, [1.026195135926861, 0.199316920567229],
+                          [246.36855747474772, 8.56467377104384],
+                          [7.20581305418806, 1.38744193793608], 25.8513480097112,
+                          ("subject", [-4.37961783927717, -2.05930526197259])),
+    "unbal_reml_int": ("unbalanced", "y ~ x + (1 | g)", True,
+                       -259.638340771067, [0.618563437946602],
+                       [0.756375887869885, 0.575103330083293], [0.223939540891231, 0.118905040034168],
+                       1.43351577874121, ("g", [-0.0974148457399773])),
+    "unbal_ml_int": ("unbalanced", "y ~ x + (1 | g)", False,
+                     -257.833781642327, [0.599761211075702],
+                     [0.758077719306903, 0.574454396886943], [0.218598581918794, 0.118340897097178],
+                     1.42798323036198, ("g", [-0.0966452121566641])),
+    "unbal_crossed": ("unbalanced", "y ~ x + (1 | g) + (1 | b)", True,
+                      -225.837673060656, [1.05848535820020, 1.08672006467424],
+                      [0.650188797379356, 0.729642151563550],
+                      [0.4942029509121236, 0.0842079699339807], 0.984431843898707,
+                      ("b", [0.728546932628002])),
+    "unbal_nested": ("unbalanced", "y ~ x + (1 | g/c)", True,
+                     -259.444892740446, [0.305091768900079, 0.620566447907603],
+                     [0.747672899856055, 0.558793014095807], [0.225145676874926, 0.118777597281121],
+                     1.38939749443268, ("c:g", [0.0471204192245732])),
+    "unbal_slope_only": ("unbalanced", "y ~ x + (0 + x | g) + (1 | b)", True,
+                         -250.281626152626, [0.218243034579400, 0.679331110476352],
+                         [0.686753266393922, 0.671251968722226],
+                         [0.400232856550797, 0.134060656079513], 1.37623189996149,
+                         ("g", [0.010249532720035])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LME4))
+def test_without_a_network_the_fit_is_lme4s(case, sleep, unbalanced):
+    data, formula, reml, llf, theta, fixef, se, sigma, (group, ranef0) = LME4[case]
+    df = sleep if data == "sleep" else unbalanced
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = mn.MixedLMNTK.from_formula(formula, df).fit(reml=reml)
+    assert not res.has_network and res.converged
+    assert res.llf == pytest.approx(llf, abs=1e-6)
+    np.testing.assert_allclose(res.theta, theta, rtol=2e-6)
+    np.testing.assert_allclose(res.params.to_numpy(), fixef, rtol=1e-6)
+    np.testing.assert_allclose(res.bse.to_numpy(), se, rtol=1e-6)
+    assert np.sqrt(res.scale) == pytest.approx(sigma, rel=1e-6)
+    np.testing.assert_allclose(res.ranef()[group].iloc[0].to_numpy(), ranef0, rtol=1e-5)
+    # lme4's REML criterion / deviance is -2 logLik; its df: fixef + theta + sigma
+    assert res.deviance == pytest.approx(-2 * llf, abs=2e-6)
+    assert res.df_modelwc == len(fixef) + len(theta) + 1
+
+
+def test_variance_components_table_has_lme4s_layout(sleep):
+    res = mn.MixedLMNTK.from_formula("reaction ~ days + (days | subject)", sleep).fit()
+    vc = res.vcomp
+    assert list(vc.columns[:5]) == ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
+    assert list(vc["Groups"]) == ["subject", "", "Residual"]
+    assert list(vc["Name"]) == ["(Intercept)", "days", ""]
+    # VarCorr(fit) of the tightly converged lme4 fit
+    np.testing.assert_allclose(vc["Variance"].to_numpy(),
+                               [573.03471178146, 21.71024569098, 679.01473948748], rtol=3e-6)
+    assert float(vc["Corr"].iloc[1]) == pytest.approx(0.56871290609, abs=1e-3)
+    text = str(res.summary())
+    for word in ("subject", "(Intercept)", "Residual", "Corr", "Groups:"):
+        assert word in text
+
+
+def test_theta_names_and_term_order_follow_lme4(unbalanced):
+    fixed, terms = split_bars("y ~ x + (1 | g/c)")
+    assert fixed == "y ~ x"
+    gs = GroupStructure.from_frame(terms, unbalanced)
+    # lme4 orders terms by decreasing number of levels: c:g (more levels) before g
+    assert gs.theta_names() == ["c:g.(Intercept)", "g.(Intercept)"]
+
+
+# ----------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize("formula, fixed, groups, effects", [
+    ("y ~ x + (1 | g)", "y ~ x", [("g",)], ["1"]),
+    ("y ~ (1 + x | g) + x", "y ~ x", [("g",)], ["1 + x"]),
+    ("y ~ x + (0 + x | g)", "y ~ x", [("g",)], ["0 + x"]),
+    ("y ~ x + (x || g)", "y ~ x", [("g",), ("g",)], ["1", "0 + x"]),
+    ("y ~ (1 | a) + (1 | b)", "y ~ 1", [("a",), ("b",)], ["1", "1"]),
+    ("y ~ x + (1 | a/b)", "y ~ x", [("a",), ("a", "b")], ["1", "1"]),
+    ("y ~ x + (1 | a:b)", "y ~ x", [("a", "b")], ["1"]),
+    ("y ~ x + I(a | b)", "y ~ x + I(a | b)", [], []),
+])
+def test_bar_terms_are_parsed_as_lme4_does(formula, fixed, groups, effects):
+    got_fixed, terms = split_bars(formula)
+    assert got_fixed == fixed
+    assert [t.factors for t in terms] == groups
+    assert [t.effects for t in terms] == effects
+
+
+@pytest.mark.parametrize("formula, words", [
+    ("y ~ x + 1 | g", "in parentheses"),
+    ("y ~ x + (1 | g + h)", "grouping side"),
+    ("y ~ x + ( | g)", "nothing left of the bar"),
+])
+def test_a_bar_can_never_become_a_fixed_effect(formula, words, unbalanced):
+    with pytest.raises(ValueError, match=words):
+        mn.MixedLMNTK.from_formula(formula, unbalanced)
+
+
+def test_a_bar_in_the_network_inputs_is_refused(unbalanced):
+    with pytest.raises(ValueError, match="main formula"):
+        mn.MixedLMNTK.from_formula("y ~ x", unbalanced, ntk="~ x + (1 | g)")
+
+
+def test_unknown_grouping_column_is_named(unbalanced):
+    with pytest.raises(KeyError, match="grouping factor 'nope'"):
+        mn.MixedLMNTK.from_formula("y ~ x + (1 | nope)", unbalanced)
+
+
+def test_rows_missing_a_group_are_dropped_and_counted(unbalanced):
+    df = unbalanced.copy()
+    df.loc[[3, 7], "g"] = None
+    before = df.copy()
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", df)
+    assert m.nobs == len(df) - 2 and m.data.n_dropped == 2
+    pd.testing.assert_frame_equal(df, before)
+    with pytest.raises(ValueError, match="random-effects columns"):
+        mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", df, missing="raise")
+
+
+def test_options_that_do_not_apply_are_refused(unbalanced):
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", unbalanced)
+    with pytest.raises(ValueError, match="t_method"):
+        m.fit(t_method="gcv")
+    with pytest.raises(TypeError, match="reml"):
+        m.fit(reml="no")
+    with pytest.raises(ValueError, match="low_rank"):
+        mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", unbalanced, ntk=["x"], low_rank=20)
+
+
+# ----------------------------------------------------------------------------- with a network
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(3)
+    n = 50
+    df = pd.DataFrame({"g": rng.integers(0, 7, n).astype(str), "x": rng.normal(size=n),
+                       "z": rng.uniform(-2, 2, n)})
+    ug = rng.normal(0, 0.8, 7)
+    df["y"] = 0.5 + 0.3 * df.x + np.sin(2 * df.z) + ug[df.g.astype(int)] \
+        + 0.3 * rng.normal(size=n)
+    return df
+
+
+def _dense(m, t, theta, reml=True):
+    """Everything by explicit matrices: H = expm(tK) + Z Lam Lam^T Z^T."""
+    K = m.kernel_matrix()
+    Z = m.groups.Z.toarray()
+    Lam = m.groups.lambda_matrix(theta)
+    X, y = m.exog, m.endog - m.offset
+    n, p = X.shape
+    H = scipy.linalg.expm(t * K) + Z @ Lam @ Lam.T @ Z.T
+    Hi = np.linalg.inv(H)
+    xhx = X.T @ Hi @ X
+    beta = np.linalg.solve(xhx, X.T @ Hi @ y)
+    r = y - X @ beta
+    rss = r @ Hi @ r
+    dof = n - p if reml else n
+    llf = -0.5 * (dof * (LOG_2PI + np.log(rss / dof)) + dof + np.linalg.slogdet(H)[1])
+    if reml:
+        llf -= 0.5 * np.linalg.slogdet(xhx)[1]
+    return dict(K=K, Z=Z, Lam=Lam, H=H, Hi=Hi, beta=beta, r=r, llf=llf, scale=rss / dof,
+                xhx=xhx)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_joint_fit_equals_dense_brute_force(small, reml):
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    res = m.fit(reml=reml)
+    assert res.has_network and res.t > 0
+    best = scipy.optimize.minimize(lambda x: -_dense(m, x[0], x[1:], reml)["llf"],
+                                   np.r_[res.t * 1.3, 0.5], method="Nelder-Mead",
+                                   options=dict(xatol=1e-10, fatol=1e-13, maxiter=4000))
+    assert res.llf == pytest.approx(-best.fun, abs=1e-7)
+    assert res.t == pytest.approx(best.x[0], rel=1e-5)
+    assert abs(res.theta[0]) == pytest.approx(abs(best.x[1]), rel=1e-5)
+    d = _dense(m, res.t, res.theta, reml)
+    np.testing.assert_allclose(res.params.to_numpy(), d["beta"], rtol=1e-8)
+    assert res.scale == pytest.approx(d["scale"], rel=1e-8)
+    np.testing.assert_allclose(res.cov_params().to_numpy(), d["scale"] * np.linalg.inv(d["xhx"]),
+                               rtol=1e-7)
+    # conditional modes and the network's part: b = Lam Lam^T Z^T H^-1 r, u = (E - I) H^-1 r
+    Hr = d["Hi"] @ d["r"]
+    b = d["Lam"] @ d["Lam"].T @ d["Z"].T @ Hr
+    np.testing.assert_allclose(res.ranef()["g"].to_numpy().ravel(), b, rtol=1e-6, atol=1e-9)
+    u = (scipy.linalg.expm(res.t * d["K"]) - np.eye(m.nobs)) @ Hr
+    np.testing.assert_allclose(res.network_part, u, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(res.fittedvalues.to_numpy(),
+                               m.exog @ d["beta"] + d["Z"] @ b + u, rtol=1e-8)
+
+
+def test_likelihood_gradient_is_analytic_and_right(small):
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 + x | g)", small, ntk=["z"],
+                                   network=mn.MLP(depth=1))
+    prof = m.grouped_profile()
+    x0 = np.array([0.3, 0.7, 0.2, 0.4])
+    for reml in (True, False):
+        llf, grad = prof.gradient(x0[0], x0[1:], reml)
+        # (eigenvalues of K clipped at 0 and log det exp(tK) = t tr K: agreement to ~1e-9)
+        assert llf == pytest.approx(_dense(m, x0[0], x0[1:], reml)["llf"], abs=1e-7)
+        num = [(prof.loglike(x0[0] + h[0], x0[1:] + h[1:], reml)
+                - prof.loglike(x0[0] - h[0], x0[1:] - h[1:], reml)) / 2e-6
+               for h in 1e-6 * np.eye(4)]
+        np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-6)
+
+
+def test_no_group_variance_gives_the_plain_network_likelihood(small):
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    prof = m.grouped_profile()
+    plain = mn.MixedLMNTK.from_formula("y ~ x", small, ntk=["z"], network=mn.MLP(depth=1))
+    for t in (0.0, 0.2, 1.5):
+        assert prof.loglike(t, np.zeros(1)) == pytest.approx(plain.loglike(t), abs=1e-9)
+
+
+def test_predictions_and_intervals_equal_hendersons_formulas(small):
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    res = m.fit()
+    new = pd.DataFrame({"x": [0.1, -1.0, 0.5], "z": [0.3, -1.2, 1.9], "g": ["0", "3", "new"]})
+    got = res.predict(new, allow_new_levels=True, interval="prediction")
+    d = _dense(m, res.t, res.theta)
+    Zs = m.input_scaling.apply(new[["z"]].to_numpy())
+    kx = m.kernel_source.cross(Zs, m.scaled_inputs)                    # rows x n
+    K, Z, Lam = d["K"], d["Z"], d["Lam"]
+    E = scipy.linalg.expm(res.t * K)
+    Kp = np.linalg.pinv(K, rcond=1e-12, hermitian=True)
+    zn = np.zeros((3, Z.shape[1]))
+    for i, g in enumerate(new.g):
+        if g in m.groups.blocks[0].levels:
+            zn[i, list(m.groups.blocks[0].levels).index(g)] = 1.0
+    # random part of a new row: k*^T K^+ u + z*^T b;  c = Cov(., y) / s2
+    a = kx @ Kp
+    c = a @ (E - np.eye(m.nobs)) + zn @ Lam @ Lam.T @ Z.T
+    c0 = np.einsum("ij,jk,ik->i", a, E - np.eye(m.nobs), a) \
+        + np.einsum("ij,jk,ik->i", zn, Lam @ Lam.T, zn) + (new.g == "new") * res.theta[0] ** 2
+    X = np.column_stack([np.ones(3), new.x])
+    mean = X @ d["beta"] + c @ d["Hi"] @ d["r"]
+    L = X - c @ d["Hi"] @ m.exog
+    var = d["scale"] * (c0 - np.einsum("ij,jk,ik->i", c, d["Hi"], c)) \
+        + np.einsum("ij,jk,ik->i", L, d["scale"] * np.linalg.inv(d["xhx"]), L)
+    np.testing.assert_allclose(got["mean"].to_numpy(), mean, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got["se"].to_numpy() ** 2, var + d["scale"], rtol=1e-5)
+
+
+def test_new_levels_need_permission_and_population_level_drops_groups(small):
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    new = pd.DataFrame({"x": [0.1], "z": [0.3], "g": ["new"]})
+    with pytest.raises(ValueError, match="allow_new_levels"):
+        res.predict(new)
+    pop = res.predict(new.assign(g="0"), re_form="~0")
+    assert pop.iloc[0] == pytest.approx(res.predict(new, allow_new_levels=True).iloc[0])
+    wide = res.predict(new, allow_new_levels=True, interval="prediction")
+    known = res.predict(new.assign(g="0"), interval="prediction")
+    assert wide["se"].iloc[0] > known["se"].iloc[0]  # the new group's variance is in
+
+
+def test_score_test_of_t0_has_its_size_given_theta(small):
+    """Responses from the fitted null (groups, no network): the score test's p-values
+    are uniform; its rejection rate at 5% within Monte Carlo error (300 draws)."""
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    null = m.without_network().fit()
+    prof = m.grouped_profile()
+    rng = np.random.default_rng(11)
+    U = m.basis.dense_eigenvectors
+    Z = m.groups.Z.toarray()
+    ps = []
+    for _ in range(300):
+        y = m.exog @ null.params.to_numpy() + np.sqrt(null.scale) * (
+            rng.standard_normal(m.nobs) + Z @ (null.theta[0] * rng.standard_normal(Z.shape[1])))
+        ps.append(score_test_t0(prof.with_response(U.T @ y)).pvalue)
+    ps = np.array(ps)
+    assert abs(np.mean(ps < 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 300)
+    assert abs(np.mean(ps < 0.5) - 0.5) < 3 * np.sqrt(0.25 / 300)
+
+
+def test_tests_of_t0_reject_when_the_network_has_signal(small):
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    assert res.score_test().pvalue < 0.01
+    lr = res.lr_test(nsim=19, seed=0)
+    assert lr.pvalue == pytest.approx(1 / 20)
+    assert "parametric bootstrap" in lr.method
+
+
+def test_boundary_fits_warn_as_lme4(unbalanced):
+    rng = np.random.default_rng(0)
+    e = pd.Series(rng.normal(size=len(unbalanced)))
+    # group means exactly 0: less between-group spread than the noise implies
+    df = unbalanced.assign(y=(e - e.groupby(unbalanced.b).transform("mean")).to_numpy())
+    with pytest.warns(BoundaryFitWarning, match="singular"):
+        res = mn.MixedLMNTK.from_formula("y ~ x + (1 | b)", df).fit()
+    assert res.theta[0] == 0.0 and res.singular_terms
+
+
+def test_grouped_fits_pickle_and_load(small, tmp_path):
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    new = pd.DataFrame({"x": [0.1, 2.0], "z": [0.3, -1.0], "g": ["0", "1"]})
+    back = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_frame_equal(back.predict(new, interval="prediction"),
+                                  res.predict(new, interval="prediction"))
+    path = tmp_path / "fit.mixednn"
+    res.save(path)
+    loaded = mn.load(path)
+    assert str(loaded.summary()) == str(res.summary())
+
+
+def test_anova_compares_groups_and_networks(small):
+    f = "y ~ x + (1 | g)"
+    both = mn.MixedLMNTK.from_formula(f, small, ntk=["z"], network=mn.MLP(depth=1)).fit()
+    groups = mn.MixedLMNTK.from_formula(f, small).fit()
+    net = mn.MixedLMNTK.from_formula("y ~ x", small, ntk=["z"], network=mn.MLP(depth=1)).fit()
+    tab = mn.anova(groups, both, names=["groups", "both"], null="mixture")
+    row = tab.table.loc["both"]
+    assert row["Chisq"] == pytest.approx(2 * (both.llf - groups.llf), rel=1e-9)
+    assert 0 < row["Pr(>Chisq)"] < 0.05
+    tab = mn.anova(net, both, names=["network", "both"], null="mixture")
+    assert tab.table.loc["both", "Chisq"] == pytest.approx(
+        max(2 * (both.llf - net.llf), 0.0), abs=1e-9)
