@@ -25,7 +25,7 @@ import pandas as pd
 import patsy
 import scipy.sparse as sp
 
-__all__ = ["BarTerm", "GroupStructure", "split_bars", "expand_bar"]
+__all__ = ["BarTerm", "GroupStructure", "split_bars", "expand_bar", "array_groups"]
 
 
 @dataclass(frozen=True)
@@ -446,3 +446,56 @@ def _check_distinct(blocks: Sequence[TermBlock]) -> None:
             raise ValueError(f"the random-effects terms {seen[key]!r} and {b.term.text!r} "
                              "repeat the same effects for the same groups")
         seen[key] = b.term.text
+
+
+def array_groups(groups: Any, exog_re: Any, nrows: int) -> tuple[list[BarTerm], pd.DataFrame]:
+    """The bar term of statsmodels' array interface (``MixedLM(endog, exog, groups,
+    exog_re)``): a random intercept per group, or the columns of ``exog_re`` (correlated
+    within a group; include a column of ones for an intercept).
+
+    Parameters
+    ----------
+    groups : array-like (n,)
+        Group labels, one per row of the data (no missing values).
+    exog_re : array-like (n, k) or DataFrame, optional
+        Random-effects design; a random intercept when None.
+    nrows : int
+        Rows of the data (before missing-value handling).
+
+    Returns
+    -------
+    terms : list of BarTerm
+    frame : DataFrame
+        The columns the term reads (``group`` and the ``exog_re`` columns), all rows.
+    """
+    labels = pd.Series(np.asarray(groups).ravel() if not isinstance(groups, pd.Series)
+                       else groups.to_numpy())
+    if len(labels) != nrows:
+        raise ValueError(f"groups has {len(labels)} labels for {nrows} rows of data")
+    if labels.isna().any():
+        first = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise ValueError(f"groups has a missing label (first at row {first}); drop those rows "
+                         "or give them a label")
+    frame = pd.DataFrame({"group": labels.to_numpy()})
+    if exog_re is None:
+        return [BarTerm("1", ("group",), "(1 | group)")], frame
+    if isinstance(exog_re, pd.DataFrame):
+        names = [str(c) for c in exog_re.columns]
+        values = exog_re.to_numpy(dtype=float)
+    else:
+        values = np.asarray(exog_re, dtype=float)
+        values = values.reshape(-1, 1) if values.ndim == 1 else values
+        names = [f"re{j}" for j in range(values.shape[1])]
+    if values.shape[0] != nrows:
+        raise ValueError(f"exog_re has {values.shape[0]} rows for {nrows} rows of data")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("exog_re has missing or infinite values")
+    # the caller's column names where patsy can read them as they are
+    safe = [c if c.isidentifier() and c not in ("group", "C", "I", "Q") else f"re_{j}"
+            for j, c in enumerate(names)]
+    if len(set(safe)) != len(safe):
+        safe = [f"re_{j}" for j in range(values.shape[1])]
+    for j, col in enumerate(safe):
+        frame[col] = values[:, j]
+    text = f"(0 + {' + '.join(safe)} | group)"
+    return [BarTerm("0 + " + " + ".join(safe), ("group",), text)], frame

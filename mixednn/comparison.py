@@ -328,7 +328,7 @@ def anova(*models: Any, names: Sequence[str] | None = None, null: str = "simulat
     if not models:
         raise ValueError("anova needs at least one model")
     if any(hasattr(m, "groups") and hasattr(m, "vcomp") for m in models):
-        return grouped_anova(*models, names=names, refit=refit)
+        return grouped_anova(*models, names=names, refit=refit, null=null)
     if null not in ("simulate", "mixture"):
         raise ValueError(f"null must be 'simulate' or 'mixture', got {null!r}")
     if names is None:
@@ -510,7 +510,7 @@ def _ols_reml_llf(part: dict) -> float:
 
 
 def grouped_anova(*models: Any, names: Sequence[str] | None = None,
-                  refit: bool | None = None) -> AnovaResults:
+                  refit: bool | None = None, null: str = "mixture") -> AnovaResults:
     """:func:`anova` for models with group random effects (``(1 | g)`` terms), beside
     network-only fits and OLS.
 
@@ -521,8 +521,10 @@ def grouped_anova(*models: Any, names: Sequence[str] | None = None,
     boundary-aware null of Self and Liang (1987) and Stram and Lee (1994): the 50:50
     mixture ``0.5 chi2_{d-1} + 0.5 chi2_d``, d the number of added parameters (one
     variance on its boundary, the others free).  Same random parts and nested fixed
-    effects (ML): chi-square(d).  Non-nested pairs: AIC/BIC only.  A simulated null
-    for a pair is ``res.lr_test(nsim=...)`` on the larger model (t = 0 with groups).
+    effects (ML): chi-square(d).  Non-nested pairs: AIC/BIC only.  Simulated nulls
+    are on the larger fit: ``res.lr_test(nsim=...)`` (t = 0 with the groups present) and
+    ``res.lr_test_groups(nsim=...)`` (the group variances = 0 with the network present);
+    with ``null="simulate"`` the table says so in its notes.
     """
     if names is None:
         names = [f"model{i + 1}" for i in range(len(models))]
@@ -542,6 +544,10 @@ def grouped_anova(*models: Any, names: Sequence[str] | None = None,
                                                                 atol=1e-12) for p in parts)
     all_reml = all(p["reml"] for p in parts if p["kind"] != "ols")
     notes: list[str] = []
+    if null == "simulate":
+        notes.append("with group effects the table uses the asymptotic boundary mixtures; "
+                     "simulated nulls: res.lr_test(nsim=) for t = 0, res.lr_test_groups(nsim=) "
+                     "for the group variances")
     use_reml = same_fe and all_reml and refit is not True
     if not use_reml and refit is False and any(p["reml"] for p in parts):
         raise ValueError("REML log-likelihoods of models with different fixed effects are not "

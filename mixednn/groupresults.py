@@ -28,6 +28,7 @@ from .groupfit import GroupFit, fit_groups
 from .groupprofile import GroupedProfile
 from .hypotheses import TestResult
 from .numerics import flow_filter, flow_variance_filter
+from .profile import SpectralProfile
 from .checks import plain_dtypes
 from .newrows import rebuild_exog
 from .prediction import NewRows, check_alpha, check_interval, interval_frame
@@ -386,6 +387,47 @@ class GroupedResults:
                           name=f"{'Restricted ' if self.reml else ''}LR test of t = 0 "
                                "(with group effects)",
                           details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
+
+    def lr_test_groups(self, nsim: int = 200, seed: Any = None) -> TestResult:
+        """Restricted (REML) or ML likelihood-ratio test that every group variance is 0,
+        with the network present (H0: the network-only model), by parametric bootstrap:
+        responses simulated from the fitted network-only model in the eigenbasis of K,
+        both models refit to each.  The p-value is ``(1 + #) / (1 + nsim)``.
+
+        The asymptotic alternative is ``mn.anova(network_only_fit, this_fit)``: for one
+        variance the 50:50 mixture of chi2_0 and chi2_1.
+        """
+        if not self.has_network:
+            raise ValueError("without a network, compare with the OLS fit in mn.anova")
+        if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
+            raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
+        prof = self.profile
+        null = self._network_only(prof)
+        observed = max(2 * (self.llf - null.llf), 0.0)
+        p0 = SpectralProfile(prof.lam, prof.y, prof.X, prof.trace, prof.nobs).point(null.t,
+                                                                                  self.reml)
+        rng = np.random.default_rng(seed)
+        sd = np.sqrt(np.exp(null.t * prof.lam) * p0.scale)
+        mean = prof.X @ p0.beta
+        draws = np.empty(int(nsim))
+        for i in range(int(nsim)):
+            sim = prof.with_response(mean + sd * rng.standard_normal(prof.nobs))
+            f0 = self._network_only(sim)
+            f1 = fit_groups(sim, self.reml, t_start=null.t or None)
+            draws[i] = max(2 * (f1.llf - f0.llf), 0.0)
+        p = (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + nsim)
+        return TestResult(statistic=float(observed), pvalue=float(p),
+                          method=f"parametric bootstrap from the network-only fit, {nsim} draws",
+                          null="every group variance is 0 (the network alone)",
+                          dist_name="simulated (t re-estimated in every draw)",
+                          name=f"{'Restricted ' if self.reml else ''}LR test of the group "
+                               "variances (with the network)",
+                          details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
+
+    def _network_only(self, prof: GroupedProfile) -> Any:
+        """The network-only maximum of the same (rotated) data: the plain profile of t."""
+        return SpectralProfile(prof.lam, prof.y, prof.X, prof.trace, prof.nobs).maximize(
+            self.reml)
 
     # ----------------------------------------------------------------- output
     def summary(self, alpha: float = 0.05):

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .bars import GroupStructure, bar_columns, split_bars
+from .bars import GroupStructure, array_groups, bar_columns, split_bars
 from .checks import observation_weights, plain_dtypes
 from .exceptions import BoundaryFitWarning, warn_at_caller
 from .formula import DesignData, InputScaling, build_from_arrays, build_from_formula
@@ -115,13 +115,31 @@ class MixedLMNTK:
                  network: Any = None, kernel: Any = None, offset: Any = None,
                  missing: str = "drop", scale_inputs: bool = True,
                  decomposition: str = "auto", low_rank: Any = None,
-                 landmarks: str = "kmeans++", seed: int = 0, weights: Any = None):
+                 landmarks: str = "kmeans++", seed: int = 0, weights: Any = None,
+                 groups: Any = None, exog_re: Any = None):
         special = offset if isinstance(offset, str) else None
         design = build_from_arrays(endog, exog, ntk_inputs,
                                    offset=None if special else offset, missing=missing,
                                    weights=weights)
-        self._setup(design, network, kernel, special, scale_inputs, decomposition,
-                    low_rank=low_rank, landmarks=landmarks, seed=seed)
+        if groups is None:
+            if exog_re is not None:
+                raise ValueError("exog_re= (random slopes) needs groups= (the group labels)")
+            self._setup(design, network, kernel, special, scale_inputs, decomposition,
+                        low_rank=low_rank, landmarks=landmarks, seed=seed)
+            return
+        # statsmodels' MixedLM interface: groups= labels, exog_re= the random-effects design
+        terms, frame = array_groups(groups, exog_re, design.n_input_rows)
+        for name, value in (("low_rank", low_rank), ("weights", weights)):
+            if value is not None:
+                raise ValueError(f"{name}= is not supported with group random effects yet")
+        if ntk_inputs is None and kernel is None and network is None:
+            self._setup_without_network(design, scale_inputs, decomposition)
+        else:
+            self._setup(design, network, kernel, special, scale_inputs, decomposition)
+        pos = design.row_positions if design.row_positions is not None \
+            else np.arange(design.nobs)
+        rows = frame.iloc[pos].reset_index(drop=True)
+        self.groups = GroupStructure.from_frame(terms, rows)
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, *,
@@ -246,13 +264,7 @@ class MixedLMNTK:
         rows = data.iloc[design.row_positions].reset_index(drop=True)
         obj = cls.__new__(cls)
         if no_network:
-            _check_model_options(scale_inputs, decomposition)
-            obj.data, obj.decomposition = design, decomposition
-            obj.kernel_source, obj.network, obj.input_scaling = None, None, None
-            obj.scale_inputs = scale_inputs
-            obj.offset_mode = "array" if design.offset_spec else "zero"
-            obj._basis, obj._profile = None, None
-            obj.low_rank, obj.landmarks, obj.seed = None, "kmeans++", 0
+            obj._setup_without_network(design, scale_inputs, decomposition)
         else:
             obj._setup(design, network, kernel, special, scale_inputs, decomposition)
             if obj.kernel_source.precomputed is not None and incomplete.any():
@@ -261,6 +273,17 @@ class MixedLMNTK:
         obj.groups = GroupStructure.from_frame(bar_terms, rows)
         obj.group_frame = rows[cols]
         return obj
+
+    def _setup_without_network(self, design: DesignData, scale_inputs: bool,
+                               decomposition: str) -> None:
+        """A model of fixed and group effects only (lme4's linear mixed model)."""
+        _check_model_options(scale_inputs, decomposition)
+        self.data, self.decomposition = design, decomposition
+        self.kernel_source, self.network, self.input_scaling = None, None, None
+        self.scale_inputs = scale_inputs
+        self.offset_mode = "array" if design.offset_spec else "zero"
+        self._basis, self._profile = None, None
+        self.low_rank, self.landmarks, self.seed = None, "kmeans++", 0
 
     def without_network(self) -> "MixedLMNTK":
         """The same fixed and group effects without the network (t = 0): lme4's model."""

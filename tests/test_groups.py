@@ -377,3 +377,28 @@ def test_anova_compares_groups_and_networks(small):
     tab = mn.anova(net, both, names=["network", "both"], null="mixture")
     assert tab.table.loc["both", "Chisq"] == pytest.approx(
         max(2 * (both.llf - net.llf), 0.0), abs=1e-9)
+
+
+def test_array_interface_is_statsmodels_mixedlm(sleep):
+    X = np.column_stack([np.ones(len(sleep)), sleep.days])
+    res = mn.MixedLMNTK(sleep.reaction, X, groups=sleep.subject).fit()
+    # statsmodels: smf.mixedlm("reaction ~ days", sleep, groups=sleep.subject).fit(reml=True)
+    # gives llf -886.0622550033 (its optimiser stops ~1e-8 from the maximum)
+    assert res.llf == pytest.approx(-886.0622550033, abs=1e-7)
+    re = pd.DataFrame({"(Intercept)": 1.0, "days": sleep.days})
+    slopes = mn.MixedLMNTK(sleep.reaction, X, groups=sleep.subject, exog_re=re).fit()
+    assert slopes.llf == pytest.approx(LME4["sleep_reml_corr"][3], abs=1e-6)
+    assert list(slopes.vcomp["Name"][:2]) == ["re_0", "days"]
+    with pytest.raises(ValueError, match="groups has 3 labels"):
+        mn.MixedLMNTK(sleep.reaction, X, groups=["a", "b", "c"])
+    with pytest.raises(ValueError, match="needs groups="):
+        mn.MixedLMNTK(sleep.reaction, X, exog_re=X)
+
+
+def test_group_variance_test_with_the_network_present(small):
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    net = mn.MixedLMNTK.from_formula("y ~ x", small, ntk=["z"], network=mn.MLP(depth=1)).fit()
+    test = res.lr_test_groups(nsim=19, seed=0)
+    assert test.statistic == pytest.approx(2 * (res.llf - net.llf), rel=1e-6)
+    assert test.pvalue == pytest.approx(1 / 20)  # a real group effect (sd 0.8) is found
