@@ -23,7 +23,7 @@ import scipy.linalg
 from scipy import stats
 
 from . import persistence
-from .bars import GroupStructure
+from .bars import GroupStructure, array_groups
 from .groupfit import GroupFit, fit_groups
 from .groupprofile import GroupedProfile
 from .hypotheses import TestResult
@@ -197,14 +197,15 @@ class GroupedResults:
     # ----------------------------------------------------------------- prediction
     def predict(self, newdata: pd.DataFrame | None = None, *, re_form: str | None = None,
                 allow_new_levels: bool = False, interval: str | None = None,
-                alpha: float = 0.05) -> pd.Series | pd.DataFrame:
+                alpha: float = 0.05, exog: Any = None, ntk_inputs: Any = None,
+                groups: Any = None, exog_re: Any = None) -> pd.Series | pd.DataFrame:
         """Predictions at new rows (lme4's ``predict.merMod`` with the network added).
 
         Parameters
         ----------
         newdata : pandas.DataFrame, optional
             New rows with the fixed-effect, network-input and grouping columns; the
-            training rows' fitted values by default.
+            training rows by default (their fitted values, or with intervals).
         re_form : {None, "~0"}
             ``None``: with the conditional modes of the groups (lme4's default);
             ``"~0"`` (or ``"NA"``): the population level, no group effects.
@@ -216,6 +217,9 @@ class GroupedResults:
             Means only, or with intervals: the prediction error variance of the BLUP
             with the GLS fixed effects (Henderson), plus s2 for a new observation.
         alpha : float
+        exog, ntk_inputs, groups, exog_re
+            The array interface (a model built with ``groups=``): the new rows'
+            fixed-effects design, network inputs, group labels and random-effects design.
 
         Returns
         -------
@@ -229,19 +233,22 @@ class GroupedResults:
         if not isinstance(allow_new_levels, (bool, np.bool_)):
             raise TypeError(f"allow_new_levels must be True or False, got {allow_new_levels!r}")
         with_groups = re_form is None
-        if newdata is None:
+        formula_model = self.model.data.formula is not None
+        if newdata is None and formula_model:
             if interval is None and with_groups:
                 return self.fittedvalues.rename("predicted")
-            newdata = self.model.data.design_frame
-            if newdata is None:
-                raise ValueError("pass newdata= (this model has no stored formula columns)")
-        if not isinstance(newdata, pd.DataFrame):
-            raise TypeError("newdata must be a pandas DataFrame")
-        rows = (self.model.new_rows(newdata, missing="raise") if self.has_network
-                else self._rows_without_network(newdata))
+            newdata = self.model.group_frame
+        if formula_model:
+            if not isinstance(newdata, pd.DataFrame):
+                raise TypeError("newdata must be a pandas DataFrame")
+            rows = (self.model.new_rows(newdata, missing="raise") if self.has_network
+                    else self._rows_without_network(newdata))
+            frame = newdata
+        else:
+            rows, frame = self._array_rows(exog, ntk_inputs, groups, exog_re, with_groups)
         nrow = rows.nrows
         if with_groups:
-            Zn, En = self.groups.new_rows(newdata, allow_new_levels)
+            Zn, En = self.groups.new_rows(frame, allow_new_levels)
         else:
             Zn = None
             En = np.zeros((nrow, 0))
@@ -250,6 +257,29 @@ class GroupedResults:
             return pd.Series(mean, index=rows.index, name="predicted")
         return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
                               alpha, rows.index)
+
+    def _array_rows(self, exog: Any, ntk_inputs: Any, groups: Any, exog_re: Any,
+                    with_groups: bool) -> tuple[NewRows, pd.DataFrame | None]:
+        """New rows of a model built from arrays (``groups=``, ``exog_re=``)."""
+        if exog is None and self.k_fe:
+            raise ValueError("pass exog= (the new rows' fixed-effects design) for a model "
+                             "built from arrays")
+        if self.has_network:
+            rows = self.model.new_rows(exog=exog, ntk_inputs=ntk_inputs, missing="raise")
+        else:
+            X = np.asarray(exog, dtype=float).reshape(-1, self.k_fe) if self.k_fe else \
+                np.empty((len(groups), 0))
+            rows = NewRows(X=X, offset=np.zeros(X.shape[0]), index=pd.RangeIndex(X.shape[0]))
+        if not with_groups:
+            return rows, None
+        if groups is None:
+            raise ValueError("pass groups= (the new rows' group labels), or re_form='~0' for "
+                             "the population level")
+        _, frame = array_groups(groups, exog_re, rows.nrows)
+        if exog_re is not None:  # the training term's column names
+            blk = self.groups.blocks[0]
+            frame.columns = ["group", *[c for c in blk.frame.columns]]
+        return rows, frame
 
     def _rows_without_network(self, newdata: pd.DataFrame) -> NewRows:
         """New rows of a model without a network: fixed-effects design and offset."""

@@ -271,7 +271,7 @@ class MixedLMNTK:
                 raise ValueError("rows with missing random-effects columns cannot be dropped "
                                  "from a precomputed kernel: drop them from data and kernel")
         obj.groups = GroupStructure.from_frame(bar_terms, rows)
-        obj.group_frame = rows[cols]
+        obj.group_frame = rows  # the rows used, every column: in-sample intervals
         return obj
 
     def _setup_without_network(self, design: DesignData, scale_inputs: bool,

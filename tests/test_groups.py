@@ -402,3 +402,16 @@ def test_group_variance_test_with_the_network_present(small):
     test = res.lr_test_groups(nsim=19, seed=0)
     assert test.statistic == pytest.approx(2 * (res.llf - net.llf), rel=1e-6)
     assert test.pvalue == pytest.approx(1 / 20)  # a real group effect (sd 0.8) is found
+
+
+def test_predict_on_the_training_rows_and_from_arrays(sleep):
+    res = mn.MixedLMNTK.from_formula("reaction ~ days + (days | subject)", sleep).fit()
+    inside = res.predict(interval="confidence")
+    np.testing.assert_allclose(inside["mean"].to_numpy(), res.fittedvalues.to_numpy(),
+                               rtol=1e-10)
+    X = np.column_stack([np.ones(len(sleep)), sleep.days])
+    arr = mn.MixedLMNTK(sleep.reaction, X, groups=sleep.subject, exog_re=X).fit()
+    got = arr.predict(exog=X[:5], groups=sleep.subject[:5], exog_re=X[:5],
+                      interval="prediction")
+    want = res.predict(sleep.iloc[:5], interval="prediction")
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-5)
