@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "MixedLMNTK": ("mixednn.model", "MixedLMNTK"),
     "MixedLMNTKResults": ("mixednn.results", "MixedLMNTKResults"),
+    "GroupedResults": ("mixednn.groupresults", "GroupedResults"),
     "MLP": ("mixednn.kernels", "MLP"),
     "KernelMemoryError": ("mixednn.exceptions", "KernelMemoryError"),
     "BoundaryFitWarning": ("mixednn.exceptions", "BoundaryFitWarning"),
@@ -54,6 +55,10 @@ _LAZY = {
     "kernels": ("mixednn.kernels", None),
     "contrasts": ("mixednn.contrasts", None),
     "intervals": ("mixednn.intervals", None),
+    "bars": ("mixednn.bars", None),
+    "groupprofile": ("mixednn.groupprofile", None),
+    "groupfit": ("mixednn.groupfit", None),
+    "groupresults": ("mixednn.groupresults", None),
 }
 
 __all__ = ["__version__", *_LAZY]
