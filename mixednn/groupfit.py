@@ -158,7 +158,7 @@ def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | N
 def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:
     # tight: Newton steps polish afterwards, but a well-converged start keeps them few
     return scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                   options=dict(maxiter=5000, ftol=1e-14, gtol=1e-9, maxcor=30))
+                                   options=dict(maxiter=5000, ftol=1e-11, gtol=1e-7, maxcor=30))
 
 
 def _free(t: float, theta: np.ndarray, est_t: bool, lower: np.ndarray) -> np.ndarray:
