@@ -348,11 +348,6 @@ def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None) 
                                   "compare candidate kernels with compare_kernels instead")
 
 
-#: relative change of the log-likelihood that stops the search: 1e-7 of a criterion of
-#: order n is far below what moves a prediction (measured on the bikeshare split: the same
-#: held-out error as scipy's default, with about half the evaluations)
-SEARCH_FTOL = 1e-7
-
 #: rows the hyperparameter search uses by default (``subsample="auto"``)
 AUTO_SUBSAMPLE = 600
 
@@ -473,8 +468,7 @@ class _DepthSearch:
         if x0.size:
             opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B",
                                           bounds=par.box(x0.size, self.bounds),
-                                          options={"maxiter": self.maxiter,
-                                                   "ftol": SEARCH_FTOL})
+                                          options={"maxiter": self.maxiter})
             x_hat, l_hat = opt.x, -float(opt.fun)
             if l_hat < start_ev.llf:
                 x_hat, l_hat = x0, start_ev.llf
