@@ -292,6 +292,10 @@ def auto_time(data: SmootherData, reml: bool = True, *, alpha: float = AUTO_ALPH
     def keep(reason: str, t_g: float = math.nan, ex: float = 0.0, pv: float = 1.0):
         return est, AutoCheck(lik, est.t, est.llf, t_g, ex, pv, int(nsim), float(alpha), reason)
 
+    if not prof.complete_spectrum:
+        return keep("not run: GCV's trace tr exp(-tK) needs every eigenvalue of K, which "
+                    "decomposition='lanczos' does not compute (fit with 'eigh' or "
+                    "'tridiagonal' to run the check)", ex=math.nan, pv=math.nan)
     if est.at_upper:
         return keep(f"{lik.upper()}'s t is at the upper end of the search; not checked")
     if est.t * lam_max > _MAX_EXPONENT:

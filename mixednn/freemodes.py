@@ -62,7 +62,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .profile import SpectralProfile
+from .profile import SpectralProfile, check_complete_spectrum
 from .smoother import SmootherData
 from .stopping import LeaveOneOut
 
@@ -118,6 +118,7 @@ def free_mode_split(model: Any, k: int) -> FreeModes:
     FreeModes
     """
     prof = model.profile
+    check_complete_spectrum(prof, "free_modes=")
     lam = prof.lam
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"free_modes must be a non-negative integer or 'auto', got {k!r}")

@@ -56,7 +56,13 @@ __all__ = ["SCORE_METHODS", "score_test", "lr_test", "full_spectrum", "ratio_cum
 
 #: Methods accepted by :func:`score_test`.
 SCORE_METHODS = ("exact", "imhof", "davies", "saddlepoint", "liu", "satterthwaite",
-                 "plugin", "plugin-liu", "plugin-satterthwaite")
+                 "plugin", "plugin-liu", "plugin-satterthwaite", "leading")
+
+#: ``method="leading"`` doubles the number of leading eigenvalues until the p-value moves
+#: by less than this (relative) ...
+LEADING_RTOL = 1e-3
+#: ... starting from this many.
+LEADING_START = 10
 
 _NULL_T0 = "t = 0 (the network learns nothing beyond its initialisation)"
 _DF_EFF = "Effective df (Satterthwaite, plug-in null)"
@@ -170,6 +176,47 @@ def _moment_matched(method: str, Q: float, kq: np.ndarray) -> tuple[float, str, 
     return pv, note, "noncentral chi-square matching four exact null cumulants of Q (Liu)"
 
 
+def _null_without_spectrum(res: FitResults, method: str, Q: float, tol: float
+                           ) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """The score test's null weights for a fit without the full spectrum (a Krylov
+    basis, ``decomposition="lanczos"``): weights, multiplicities, a note for the
+    details and the method's name.
+
+    ``"satterthwaite"`` needs only the exact sum and sum of squares of the ``nu_j``
+    (traces of K); ``"leading"`` adds leading eigenvalues, doubling their number from
+    :data:`LEADING_START` until the p-value at ``Q`` moves by less than
+    :data:`LEADING_RTOL` (relative), and computes all of them (below) when that takes
+    more than ``max(40, n / 20)``; every other method computes all ``nu_j``
+    (:meth:`mixednn.krylov.KrylovBasis.residual_eigenvalues`, once per fit).
+    """
+    basis = res.model.basis
+    spec = basis.residual_spectrum()
+    if method == "satterthwaite":
+        w, c = spec.representation(0)
+        return w, c, ("sum and sum of squares of the n - p eigenvalues of (I-H)K(I-H) "
+                      "(exact traces)"), ""
+    if method == "leading":
+        cap = max(40, spec.n // 20)
+        L, prev = LEADING_START, None
+        while L < spec.count:
+            w, c = spec.representation(L)
+            pv = QuadraticForm(w - Q, None, c).sf(0.0, "auto", tol).pvalue
+            # relative, down to p = 1e-12 (beyond, an absolute 1e-15 is more than enough)
+            if prev is not None and abs(pv - prev) <= LEADING_RTOL * max(pv, 1e-12):
+                n_rest = spec.count - L
+                return w, c, (f"{L} leading eigenvalues of (I-H)K(I-H) (block Lanczos) and "
+                              f"{n_rest} more as two atoms matching their number, sum and sum "
+                              "of squares (exact traces); p-value stable to "
+                              f"{LEADING_RTOL:g} relative from {L // 2} to {L}"), \
+                    f"approximate ratio null ({L} leading eigenvalues + moments)"
+            if 2 * L > cap:
+                break
+            prev, L = pv, 2 * L
+    nu = basis.residual_eigenvalues()
+    return nu, None, ("all n - p eigenvalues of (I-H)K(I-H), computed without "
+                      "eigenvectors (decomposition='lanczos')"), "exact ratio null"
+
+
 def score_test(res: FitResults, method: str = "exact", *,
                tol: float = 1e-9) -> TestResult:
     """Score test of ``H0: t = 0`` with its exact Gaussian null.
@@ -202,6 +249,26 @@ def score_test(res: FitResults, method: str = "exact", *,
           against ``sum_j nu_j chi2_1,j`` (computed exactly by Imhof);
           ``"plugin-liu"`` and ``"plugin-satterthwaite"`` moment-match that
           plug-in distribution instead.
+        * ``"leading"``: for a fit without the full spectrum
+          (``decomposition="lanczos"``, :mod:`mixednn.krylov`), the null from the
+          leading eigenvalues of ``(I - H) K (I - H)`` (block Lanczos) with the
+          others replaced by two atoms that match their number, sum and sum of
+          squares exactly (``tr K`` from the diagonal, ``tr K^2 = ||K||_F^2``); the
+          number of leading eigenvalues doubles from 10 until the p-value moves by
+          less than 0.1% (relative), and when that needs more than ``max(40, n/20)``
+          of them the exact null is computed instead.  ``.method`` says which, and
+          ``details["null spectrum"]`` what was used.  Measured against the exact
+          null (n = 1000; ReLU NTKs of depth 2 and 4, ReLU depth 1 on two inputs,
+          Gaussian and Laplace kernels; 84 fits with p from 1e-8 to 0.97): relative
+          error of the p-value at most 1.3e-3, typically 1e-5 to 1e-4, at 0.1-0.3 s
+          against 0.5 s for the exact route.  On a fit with the full spectrum it is
+          ``"exact"``.
+
+        A fit with ``decomposition="lanczos"`` has no spectrum: ``Q`` is still exact
+        (``r0`` lies in its Krylov space), ``"satterthwaite"`` needs only the exact
+        traces above, and ``"leading"`` is the fast route (the summary's); the
+        other methods compute every eigenvalue of ``(I - H) K (I - H)`` once,
+        without eigenvectors (about half the cost of a full ``eigh``).
     tol : float
         Absolute accuracy target of the numerical inversions (Imhof/Davies).
 
@@ -238,8 +305,20 @@ def score_test(res: FitResults, method: str = "exact", *,
     if not rss0 > 0:
         return InapplicableTest.because(name, _NULL_T0, "the OLS residuals are zero (the "
                                         "fixed effects fit the data exactly): Q = 0/0")
-    lam_a, X_a, cnt = full_spectrum(prof)
-    qf = QuadraticForm.projected(lam_a, X_a if p else None, shift=0.0, counts=cnt)
+    # exact also in a Krylov basis: r0 lies in its span, and T = Q^T K Q there
+    Q = float(np.sum(prof.lam * r * r) / rss0)
+    null_note = None
+    if prof.complete_spectrum:
+        lam_a, X_a, cnt = full_spectrum(prof)
+        X_a = X_a if p else None
+        if method == "leading":  # the whole spectrum is at hand: nothing to approximate
+            method = "exact"
+    else:  # a Krylov basis: the spectrum of (I - H) K (I - H) itself, projected already
+        lam_a, cnt, null_note, how_leading = _null_without_spectrum(res, method, Q, tol)
+        X_a = None
+        if method == "leading" and cnt is None:  # it needed every eigenvalue: exact
+            method = "exact"
+    qf = QuadraticForm.projected(lam_a, X_a, shift=0.0, counts=cnt)
     kap = qf.cumulants(4)  # cumulants of sum_j nu_j chi2_1
     sum_nu, sum_nu2 = float(kap[0]), float(kap[1]) / 2.0
     numin, numax = qf.eig_range()
@@ -249,7 +328,6 @@ def score_test(res: FitResults, method: str = "exact", *,
             name, _NULL_T0, "the kernel is constant on the residual space "
             f"(all n - p eigenvalues of (I - H) K (I - H) equal {numax:.4g}), "
             "so Q is degenerate under H0")
-    Q = float(np.sum(prof.lam * r * r) / rss0)
     mean_q = sum_nu / m
     reml_score = 0.5 * (m * Q - sum_nu)
     details: dict[str, Any] = {
@@ -258,15 +336,25 @@ def score_test(res: FitResults, method: str = "exact", *,
         "REML score at t = 0": reml_score,
         "chi-square terms (n - p)": m,
     }
-    if n_zero_rest(prof) > 0:
+    if prof.complete_spectrum and n_zero_rest(prof) > 0:
         details["zero eigenvalues restored (low rank)"] = n_zero_rest(prof)
+    if null_note is not None:
+        details["null spectrum"] = null_note
     if _free_modes_note(res):
         details["free modes"] = _free_modes_note(res)
     df_eff = sum_nu ** 2 / sum_nu2 if sum_nu2 > 0 else None
 
+    if method == "leading":
+        tp = QuadraticForm.projected(lam_a, None, counts=cnt, shift=Q).sf(0.0, "auto", tol)
+        details["error bound"] = tp.error_bound
+        details["converged"] = tp.converged
+        return TestResult(Q, tp.pvalue, f"{how_leading}, {tp.method}", _NULL_T0,
+                          "P(sum_j (nu_j - Q) chi2_1 > 0), nu = eig((I-H)K(I-H)): leading "
+                          "eigenvalues, the rest moment-matched", name=name, df=df_eff,
+                          details=details, df_name=_DF_EFF)
     if method in ("exact", "imhof", "davies", "saddlepoint"):
         algo = "auto" if method == "exact" else method
-        tp: TailProbability = QuadraticForm.projected(lam_a, X_a if p else None, counts=cnt,
+        tp: TailProbability = QuadraticForm.projected(lam_a, X_a, counts=cnt,
                                                       shift=Q).sf(0.0, algo, tol)
         details["error bound"] = tp.error_bound
         details["converged"] = tp.converged
@@ -277,7 +365,7 @@ def score_test(res: FitResults, method: str = "exact", *,
                           "P(sum_j (nu_j - Q) chi2_1 > 0), nu = eig((I-H)K(I-H))",
                           name=name, df=df_eff, details=details, df_name=_DF_EFF)
     if method in ("liu", "satterthwaite"):
-        kq = ratio_cumulants(lam_a, X_a if p else None, m, mean_q, cnt)
+        kq = ratio_cumulants(lam_a, X_a, m, mean_q, cnt)
         pv, note, dist = _moment_matched(method, Q, kq)
         details["approximation"] = note
         return TestResult(Q, min(max(pv, 0.0), 1.0), f"{method} (exact moments of Q)",

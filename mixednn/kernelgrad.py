@@ -231,7 +231,7 @@ def reml_gradient_matrix(profile: SpectralProfile, U: np.ndarray, t: float,
     -------
     ndarray (n, n), symmetric
     """
-    if profile.rest_gram is not None:
+    if profile.rest_gram is not None or not profile.complete_spectrum:
         raise NotImplementedError("hyperparameter gradients need a full eigendecomposition")
     pt = profile.point(t, reml)
     lam = profile.lam

@@ -37,7 +37,7 @@ from scipy import stats
 
 from .interfaces import FitResults
 from .numerics import LOG_2PI
-from .profile import SpectralProfile
+from .profile import SpectralProfile, check_complete_spectrum
 
 __all__ = ["NullSimulator", "simulate_lr_null", "mixture_sf", "simulated_pvalue",
            "rest_x_root", "n_zero_rest", "nesting_map"]
@@ -363,6 +363,8 @@ def simulate_lr_null(res: FitResults, nsim: int = 10_000, seed: Any = None, *,
         raise ValueError(f"nsim must be a positive integer, got {nsim}")
     reml = res.reml if reml is None else bool(reml)
     prof = res.likelihood_profile if profile is None else profile
+    check_complete_spectrum(prof, "the simulated null of the likelihood ratio (lr_test("
+                            "method='simulate'); method='mixture' needs no spectrum)")
     sim = NullSimulator(prof, reml)
     A = None
     if nested_exog is not None:

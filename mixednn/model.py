@@ -32,6 +32,7 @@ from .groupprofile import GroupedProfile
 from .groupresults import GroupedResults
 from .newrows import complete_new_rows, rebuild_exog, rebuild_ntk_inputs
 from .kernels import KernelSource, resolve_kernel
+from .krylov import LANCZOS_AUTO_MIN_N, lanczos_basis
 from .lowrank import build_feature_basis, check_low_rank
 from .numerics import check_kernel_memory
 from .partitions import is_streamed
@@ -81,8 +82,22 @@ class MixedLMNTK:
     scale_inputs : bool
         Standardise the network inputs (mean 0, sample sd 1, as R's ``scale()``);
         the scaling is stored and reused by ``predict``.
-    decomposition : {"auto", "eigh", "tridiagonal"}
-        How K is decomposed (see :func:`mixednn.spectral.decompose`).
+    decomposition : {"auto", "eigh", "tridiagonal", "lanczos"}
+        How K is decomposed.  ``"eigh"`` and ``"tridiagonal"``: the full
+        eigendecomposition (:func:`mixednn.spectral.decompose`).  ``"lanczos"``: a block
+        Krylov space of K started from ``[y - f0, X]``, as large as the REML/ML
+        estimates need (to 1e-10 relative; :mod:`mixednn.krylov`): the fit, beta, s2,
+        their SEs, the BLUP and predictions with intervals at new rows, without the full
+        spectrum; what needs every eigen-direction (GCV/Cp/LOO/K-fold, free modes,
+        in-sample intervals, the simulated LR null, spectrum plots, training paths)
+        raises an error naming this option, and the effective df and the exact score
+        test compute the eigenvalues on demand.  ``"auto"``: ``"lanczos"`` from
+        ``n = 3000`` rows (:data:`mixednn.krylov.LANCZOS_AUTO_MIN_N`, where the whole
+        fit costs a fraction of a bare ``eigh``, ``benchmarks/bench_fit.py``) unless the
+        model has group effects, falling back to the full decomposition (tridiagonal)
+        for what needs it (``t_method`` other than the likelihood's, ``free_modes``,
+        in-sample intervals, the simulated LR null, spectrum plots, training); below
+        3000 rows ``"eigh"``.
     low_rank : int, "exact" or FeatureMap, optional
         Fit in feature space, ``K = Phi Phi^T`` (docs/model.md section 7): memory
         O(m^2 + m p) whatever n, no n x n matrix.  An integer m uses Nystrom features
@@ -303,6 +318,10 @@ class MixedLMNTK:
         if self.kernel_source is None:
             return GroupedProfile(None, y, self.exog, Z, 0.0, self.groups)
         b = self.basis
+        if not b.complete_spectrum:
+            raise ValueError("group random effects need the full eigendecomposition of K; "
+                             "decomposition='lanczos' does not compute it: use 'auto', 'eigh' "
+                             "or 'tridiagonal'")
         if b.feature_space or b.rest_dim:
             raise ValueError("group random effects need the full eigendecomposition of K; "
                              "this kernel has a low-rank basis")
@@ -506,7 +525,8 @@ class MixedLMNTK:
         Phi = self.kernel_source.low_rank_features(self.scaled_inputs)
         if Phi is not None:
             return LowRankBasis.from_features(self.whiten(Phi))  # W^{1/2} Phi: exact
-        check_kernel_memory(self.nobs)
+        # the Krylov route holds K and thin blocks; the dense routes up to 3 n x n matrices
+        check_kernel_memory(self.nobs, n_matrices=2 if self.krylov_route else 3)
         K = self.kernel_source.gram(self.scaled_inputs)
         if K.shape != (self.nobs, self.nobs):
             raise ValueError(f"the kernel has shape {K.shape}, expected ({self.nobs}, {self.nobs})")
@@ -518,15 +538,83 @@ class MixedLMNTK:
             sw = np.sqrt(self.weights)
             K = sw[:, None] * K * sw[None, :]
         own = K is not self.kernel_source.precomputed
-        return decompose(K, method=self.decomposition, check_psd=True, overwrite=own,
-                         what="the user-supplied kernel" if user else "the NTK")
+        what = "the user-supplied kernel" if user else "the NTK"
+        method = self.decomposition
+        if self.krylov_route:
+            # K itself is kept by the Krylov basis (never overwritten): new rows and what
+            # needs the full spectrum use it
+            Y = self.whiten(np.column_stack([self.endog - self.offset, self.exog]))
+            basis = lanczos_basis(K, Y, check_psd=True, what=what)
+            if basis.converged:
+                return basis
+            if self.decomposition == "lanczos":
+                warn_at_caller(f"the Krylov space did not meet its REML/ML convergence "
+                               f"criterion within {basis.dimension} of n = {self.nobs} "
+                               "dimensions; the dense eigendecomposition is used instead",
+                               RuntimeWarning)
+            method = "auto"
+        elif method == "lanczos" or method == "auto":
+            method = "auto"  # the dense routes of decompose (eigh or tridiagonal)
+        return decompose(K, method=method, check_psd=True, overwrite=own, what=what)
+
+    @property
+    def krylov_route(self) -> bool:
+        """Whether the kernel is decomposed by the Krylov route (``decomposition="lanczos"``,
+        or ``"auto"`` from :data:`~mixednn.krylov.LANCZOS_AUTO_MIN_N` rows without group
+        effects; a dense n x n kernel, not a feature-space or exact low-rank one)."""
+        if self._dense_only or self.low_rank is not None \
+                or self.decomposition in ("eigh", "tridiagonal"):
+            return False
+        if self.decomposition == "auto" and (self.groups is not None
+                                             or self.nobs < LANCZOS_AUTO_MIN_N):
+            return False
+        return True
+
+    #: set on the copy that :meth:`fit` uses when ``decomposition="auto"`` would choose the
+    #: Krylov route but the fit needs the full spectrum
+    _dense_only = False
+
+    def _needs_spectrum(self, t_method: Any, free_modes: Any) -> bool:
+        """Whether a fit with these options sums over every eigen-direction of K."""
+        rule = t_method.lower() if isinstance(t_method, str) else t_method
+        return rule not in (None, "reml", "ml") or not (
+            isinstance(free_modes, (int, np.integer)) and not isinstance(free_modes, bool)
+            and free_modes == 0)
+
+    def full_spectrum_model(self) -> "MixedLMNTK":
+        """This model with the full eigendecomposition of K: itself, unless it takes the
+        Krylov route (:attr:`krylov_route`); then a copy decomposed densely, built once
+        (``decomposition="auto"`` falls back to it for the fits and results that need
+        every eigen-direction).
+
+        Returns
+        -------
+        MixedLMNTK
+        """
+        return self._dense_twin() if self.krylov_route else self
+
+    def __getstate__(self) -> dict:
+        # the dense twin is a second decomposition built on demand: neither saved nor copied
+        state = dict(self.__dict__)
+        state.pop("_dense_model", None)
+        return state
+
+    def _dense_twin(self) -> "MixedLMNTK":
+        twin = self.__dict__.get("_dense_model")
+        if twin is None:
+            twin = copy.copy(self)
+            twin._dense_only = True
+            twin._basis, twin._profile = None, None
+            self._dense_model = twin
+        return twin
 
     @property
     def profile(self) -> SpectralProfile:
         """Rotated response and design, ready for the REML/ML criteria."""
         if self._profile is None:
             b = self.basis
-            if b.feature_space:  # from the streamed sufficient statistics
+            if b.feature_space or not b.complete_spectrum:
+                # from the streamed sufficient statistics, or the Ritz pairs of a Krylov space
                 self._profile = b.spectral_profile(sum_log_weights=self.sum_log_weights)
                 return self._profile
             Y = self.whiten(np.column_stack([self.endog - self.offset, self.exog]))
@@ -561,6 +649,7 @@ class MixedLMNTK:
         new.network = kernel_source.network
         new._basis = None
         new._profile = None
+        new.__dict__.pop("_dense_model", None)  # the dense twin of the old kernel
         return new
 
     def loglike(self, t: float, reml: bool = True) -> float:
@@ -627,6 +716,11 @@ class MixedLMNTK:
         """
         if self.groups is not None:
             return self._fit_grouped(reml, t_method, free_modes, t_options)
+        if self.decomposition == "auto" and self.krylov_route \
+                and self._needs_spectrum(t_method, free_modes):
+            # the rule needs every eigen-direction: "auto" uses the full decomposition
+            return self._dense_twin().fit(reml, t_method=t_method, free_modes=free_modes,
+                                          t_options=t_options)
         choice = choose_t(self.smoother_data(), reml, t_method, free_modes, t_options)
         emit_warnings(choice, stacklevel=2)
         return MixedLMNTKResults(self, choice)
@@ -796,8 +890,9 @@ def _take_rows(values: Any, positions: np.ndarray) -> Any:
     return arr[positions] if arr.ndim else arr
 
 
-#: The decompositions of a dense K (:func:`mixednn.spectral.decompose`).
-DECOMPOSITIONS = ("auto", "eigh", "tridiagonal")
+#: The decompositions of a dense K (:func:`mixednn.spectral.decompose`, and the Krylov
+#: basis of :func:`mixednn.krylov.lanczos_basis`).
+DECOMPOSITIONS = ("auto", "eigh", "tridiagonal", "lanczos")
 
 
 def _check_model_options(scale_inputs: Any, decomposition: Any) -> None:

@@ -31,7 +31,7 @@ from scipy import stats
 
 from .interfaces import FitResults, check_fit
 from .prediction import check_alpha
-from .profile import profile_frame
+from .profile import check_complete_spectrum, profile_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -95,6 +95,7 @@ def spectral_losses(res: FitResults, t: float | None = None) -> pd.DataFrame:
     if not (t >= 0 and math.isfinite(t)):
         raise ValueError(f"t must be a finite number >= 0, got {t}")
     prof = res.likelihood_profile
+    check_complete_spectrum(prof, "the spectral losses (plot_spectrum, decorrelation)")
     pt = prof.point(t, res.reml)
     if not (np.isfinite(pt.scale) and pt.scale > 0):
         raise ValueError(f"the profiled residual variance is not positive at t = {t:g}")

@@ -161,6 +161,9 @@ class Predictor:
     cov_beta : ndarray (p, p) or None
     scale : float
         s2.
+    t : float
+        The training time (for cross-rotations that compute the network's variance
+        themselves, :meth:`mixednn.spectral.CrossRotation.network_variance`).
     """
 
     coef: np.ndarray
@@ -169,6 +172,7 @@ class Predictor:
     beta: np.ndarray
     cov_beta: np.ndarray | None
     scale: float
+    t: float = float("nan")  # a class default: predictors pickled before it existed
 
     @classmethod
     def from_fit(cls, t: float, lam: np.ndarray, resid_rot: np.ndarray, X_rot: np.ndarray,
@@ -195,16 +199,20 @@ class Predictor:
             phi[free] = 1.0 / lam[free]
             g[free] = 1.0 / lam[free] ** 2
         return cls(phi * resid_rot, g, phi[:, None] * X_rot, np.asarray(beta, dtype=float),
-                   cov_beta, float(scale))
+                   cov_beta, float(scale), float(t))
 
     def mean(self, cross: Any, X: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """Predicted means for the rows of a cross-rotation."""
         out = offset + cross.apply(self.coef)
         return out + X @ self.beta if self.beta.size else out
 
-    def variance(self, kt: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """Variance of the predicted mean from ``kt = U^T k*`` (k x rows)."""
-        var = self.scale * (self.g @ kt ** 2)
+    def variance(self, kt: np.ndarray, X: np.ndarray,
+                 network: np.ndarray | None = None) -> np.ndarray:
+        """Variance of the predicted mean from ``kt = U^T k*`` (k x rows).
+
+        ``network``: ``k*^T g_t(K) k*`` per row when the cross-rotation computed it
+        itself (a Krylov basis); by default ``g^T kt^2``."""
+        var = self.scale * (self.g @ kt ** 2 if network is None else network)
         if self.cov_beta is not None and self.beta.size:
             L = X - kt.T @ self.X_filtered
             var = var + np.einsum("ij,jk,ik->i", L, self.cov_beta, L)
@@ -222,7 +230,7 @@ class Predictor:
         if interval is None:
             out = pd.Series(mean, index=rows.index, name="predicted")
         else:
-            var = self.variance(cross.matrix(), rows.X)
+            var = self.variance(cross.matrix(), rows.X, cross.network_variance(self.t))
             noise = self.noise(rows) if interval == "prediction" else 0.0
             out = interval_frame(mean, var, noise, alpha, rows.index)
         if route is not None:

@@ -36,7 +36,8 @@ from scipy.optimize import brentq, minimize_scalar
 from .numerics import LOG_2PI
 
 __all__ = ["CovarianceModel", "SpectralProfile", "DenseCovariance", "ProfilePoint",
-           "TimeEstimate", "SearchOutcome", "search_log_t", "log_grid", "profile_frame"]
+           "TimeEstimate", "SearchOutcome", "search_log_t", "log_grid", "profile_frame",
+           "check_complete_spectrum"]
 
 
 # ----------------------------------------------------------------------------- records
@@ -233,6 +234,31 @@ def profile_frame(profile: "SpectralProfile", reml: bool, t_hat: float, llf_hat:
     return pd.DataFrame({"t": grid, "llf": llf, "deviance_change": 2 * (llf_hat - llf)})
 
 
+def check_complete_spectrum(profile: Any, what: str) -> None:
+    """Refuse a computation that sums over every eigen-direction of K on a profile
+    that does not hold them all (a Krylov basis, ``decomposition="lanczos"``).
+
+    Parameters
+    ----------
+    profile : SpectralProfile
+    what : str
+        The computation, as the user asked for it (``"t_method='gcv'"``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``decomposition=`` and the alternatives.
+    """
+    if getattr(profile, "complete_spectrum", True):
+        return
+    raise ValueError(
+        f"{what} needs every eigenvalue (or eigenvector) of K; this fit used "
+        f"decomposition='lanczos', a Krylov space of dimension {profile.lam.shape[0]} of "
+        f"n = {profile.nobs} that gives the likelihood, beta, s2 and predictions exactly "
+        "but not the spectrum: fit the model with decomposition='eigh' or 'tridiagonal' "
+        "(or 'auto', which falls back to them for the rules that need it)")
+
+
 # ----------------------------------------------------------------------------- the seam
 
 @runtime_checkable
@@ -284,6 +310,10 @@ class SpectralProfile:
 
     #: class default: profiles pickled before weights existed have no attribute
     sum_log_weights: float = 0.0
+    #: False when ``lam`` are not the spectrum of K but Ritz values of a Krylov space
+    #: (:class:`mixednn.krylov.KrylovProfile`): the likelihood is right, sums over
+    #: every eigen-direction are not (:func:`check_complete_spectrum`)
+    complete_spectrum: bool = True
 
     def __init__(self, eigenvalues: np.ndarray, y_rot: np.ndarray, X_rot: np.ndarray,
                  trace: float, nobs: int, rest_gram: np.ndarray | None = None,

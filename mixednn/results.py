@@ -28,7 +28,7 @@ from .checks import observation_weights
 from .exceptions import warn_at_caller
 from .prediction import (Predictor, check_alpha, check_interval, check_missing,
                          empty_prediction, interval_frame, place_rows)
-from .profile import SpectralProfile, TimeEstimate, profile_frame
+from .profile import SpectralProfile, TimeEstimate, check_complete_spectrum, profile_frame
 from .timechoice import TimeChoice
 
 __all__ = ["MixedLMNTKResults"]
@@ -262,20 +262,33 @@ class MixedLMNTKResults:
         return (self.scale * math.exp(-z * se_log), self.scale * math.exp(z * se_log))
 
     @cached_property
+    def _spectrum(self) -> np.ndarray:
+        """The eigenvalues of the likelihood's profile; for a Krylov basis
+        (``decomposition="lanczos"``), whose Ritz values are not the spectrum, every
+        eigenvalue of K, computed on first use (eigenvalues only, about half an ``eigh``)."""
+        prof = self.likelihood_profile
+        if prof.complete_spectrum:
+            return prof.lam
+        return self.model.basis.kernel_eigenvalues()
+
+    @cached_property
     def weights(self) -> np.ndarray:
-        """``exp(-t lam_i)``: what is left to learn along each (penalised) eigen-direction."""
-        return np.exp(-self.t * self.likelihood_profile.lam)
+        """``exp(-t lam_i)``: what is left to learn along each (penalised) eigen-direction.
+        With ``decomposition="lanczos"`` every eigenvalue of K is computed first."""
+        return np.exp(-self.t * self._spectrum)
 
     @cached_property
     def edf(self) -> float:
-        """Effective df of the network: ``k + sum_i (1 - exp(-t lam_i))`` (k free modes)."""
-        return float(self.free_modes + np.sum(-np.expm1(-self.t * self.likelihood_profile.lam)))
+        """Effective df of the network: ``k + sum_i (1 - exp(-t lam_i))`` (k free modes).
+        With ``decomposition="lanczos"`` every eigenvalue of K is computed first
+        (eigenvalues only, about half the cost of a full ``eigh``)."""
+        return float(self.free_modes + np.sum(-np.expm1(-self.t * self._spectrum)))
 
     @cached_property
     def signal_share(self) -> float:
         """``tr(G) / tr(V) = sum(exp(t lam) - 1) / sum(exp(t lam))``: share of variance in
         signal (with free modes: on the remaining spectrum, the free modes have no prior)."""
-        x = self.t * self.likelihood_profile.lam
+        x = self.t * self._spectrum
         m = x.max()
         if self.free_modes:
             return float(np.sum(np.exp(x - m) - math.exp(-m)) / np.sum(np.exp(x - m)))
@@ -416,22 +429,58 @@ class MixedLMNTKResults:
         mixednn.trainingpath.TrainingPath
             Real and NTK-predicted losses, the stopping step and the agreement metric.
         """
-        return training.train(self, lr, loss=loss, steps=steps, record_every=record_every,
+        return training.train(self._with_spectrum("training the network against the NTK path"),
+                              lr, loss=loss, steps=steps, record_every=record_every,
                               test_data=test_data, **kwargs)
+
+    # ------------------------------------------------- what needs the whole spectrum
+    @cached_property
+    def _spectral_twin(self) -> "MixedLMNTKResults":
+        # the same likelihood fit on the full eigendecomposition; its warnings were this
+        # fit's own and have been raised already
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.model.full_spectrum_model().fit(self.reml, t_method=self.t_method)
+
+    def __getstate__(self) -> dict:
+        # the fit on the full decomposition is rebuilt on demand: neither saved nor copied
+        state = dict(self.__dict__)
+        state.pop("_spectral_twin", None)
+        return state
+
+    def _with_spectrum(self, what: str) -> "MixedLMNTKResults":
+        """This fit, or for a Krylov basis chosen by ``decomposition="auto"`` the same fit on
+        the full eigendecomposition of K (computed once, on first use; estimates equal to
+        1e-10): what sums over every eigen-direction reads it.  An explicit
+        ``decomposition="lanczos"`` raises instead, naming the option."""
+        prof = self.likelihood_profile
+        if prof.complete_spectrum:
+            return self
+        if getattr(self.model, "decomposition", None) != "auto":
+            check_complete_spectrum(prof, what)
+        return self._spectral_twin
 
     # ----------------------------------------------------------- tests of t = 0
     def score_test(self, method: str = "exact", *, tol: float = 1e-9):
         """Score test of ``H0: t = 0`` with its exact Gaussian null; see
         :func:`mixednn.inference.score_test` (methods ``"exact"``, ``"imhof"``,
         ``"davies"``, ``"saddlepoint"``, ``"liu"``, ``"satterthwaite"``, ``"plugin"``,
-        ``"plugin-liu"``, ``"plugin-satterthwaite"``).  Returns a ``TestResult``."""
+        ``"plugin-liu"``, ``"plugin-satterthwaite"``, and ``"leading"`` for a Krylov
+        basis without the full spectrum).  Returns a ``TestResult``."""
         return inference.score_test(self, method, tol=tol)
 
     def lr_test(self, method: str = "simulate", nsim: int = 10_000, seed: Any = None):
         """(Restricted) likelihood-ratio test of ``H0: t = 0``: ``"simulate"`` (exact
         finite-sample null) or ``"mixture"`` (50:50 chi2_0 : chi2_1); see
-        :func:`mixednn.inference.lr_test`.  Returns a ``TestResult``."""
-        return inference.lr_test(self, method, nsim=nsim, seed=seed)
+        :func:`mixednn.inference.lr_test`.  Returns a ``TestResult``.
+
+        The simulated null draws in every eigen-direction of K: with
+        ``decomposition="lanczos"`` it raises (``"mixture"`` works), with ``"auto"`` it
+        reads the same fit on the full eigendecomposition (computed on first use)."""
+        fit = self._with_spectrum("the simulated null of the likelihood ratio (lr_test("
+                                  "method='simulate'); method='mixture' needs no spectrum)") \
+            if method == "simulate" else self
+        return inference.lr_test(fit, method, nsim=nsim, seed=seed)
 
     def compare_lr_test(self, other: Any, *, null: str = "simulate", nsim: int = 10_000,
                         seed: Any = None, refit: bool | None = None):
@@ -544,6 +593,11 @@ class MixedLMNTKResults:
             obs = w if weights is None else observation_weights(weights, m.nobs, index)
             if interval is None:
                 return pd.Series(mean, index=index, name="predicted"), obs
+            if not basis.complete_spectrum:  # diag(exp(-tK)) needs every eigen-direction
+                return self._with_spectrum("in-sample prediction intervals (diag(exp(-tK)))"
+                                           )._predict(interval=interval, alpha=alpha,
+                                                      cross=cross, missing=missing,
+                                                      weights=weights)
             pred = self.predictor
             # the in-sample rotations are those of the whitened rows: whitened X in, and
             # the variance back to the scale of y (divided by w)
@@ -608,8 +662,9 @@ class MixedLMNTKResults:
 
     def plot_spectrum(self, **kwargs: Any):
         """Eigenvalues against spectral losses at t_hat (the REML decorrelation); see
-        :func:`mixednn.plotting.plot_spectrum`.  Returns a matplotlib Figure."""
-        return plotting.plot_spectrum(self, **kwargs)
+        :func:`mixednn.plotting.plot_spectrum`.  Returns a matplotlib Figure.  With a
+        Krylov basis: as :meth:`lr_test` (the full eigendecomposition for ``"auto"``)."""
+        return plotting.plot_spectrum(self._with_spectrum("plot_spectrum"), **kwargs)
 
     def plot_fit(self, **kwargs: Any):
         """Observed vs fitted and residuals vs fitted; see

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from .profile import SpectralProfile
+from .profile import SpectralProfile, check_complete_spectrum
 
 __all__ = ["SmootherData", "hat_matrix"]
 
@@ -98,6 +98,7 @@ class SmootherData:
         slow BLAS down by orders of magnitude, out of the products.
         """
         prof = self.profile
+        check_complete_spectrum(prof, "the smoother M_t (GCV, Cp, LOO, K-fold)")
         p = prof.p
         w = np.exp(-t * prof.lam)
         if normalize:
@@ -143,6 +144,7 @@ class SmootherData:
         cancellation) then refines.
         """
         prof = self.profile
+        check_complete_spectrum(prof, "the smoother M_t (GCV, Cp, LOO, K-fold)")
         p = prof.p
         ts = np.asarray(ts, dtype=float)
         W = np.exp(-np.outer(ts, prof.lam))

@@ -29,7 +29,7 @@ import scipy.linalg
 from .exceptions import KernelClippedWarning, warn_at_caller
 
 __all__ = ["EigenBasis", "TridiagonalBasis", "LowRankBasis", "decompose", "CrossRotation",
-           "DenseCrossRotation", "InSampleRotation", "clip_warning_threshold"]
+           "DenseCrossRotation", "InSampleRotation", "clip_warning_threshold", "clip_spectrum"]
 
 
 # ----------------------------------------------------------------------- cross-rotations
@@ -50,6 +50,11 @@ class CrossRotation:
     def apply(self, c: np.ndarray) -> np.ndarray:
         """``k*^T U c``: the network part of the predictions for coefficients c."""
         return self.matrix().T @ c
+
+    def network_variance(self, t: float) -> np.ndarray | None:
+        """``k*^T g_t(K) k*`` per row when the basis cannot give it from ``matrix()``
+        (a Krylov basis, :mod:`mixednn.krylov`); None: ``g^T (U^T k*)^2`` is exact."""
+        return None
 
 
 class DenseCrossRotation(CrossRotation):
@@ -95,6 +100,9 @@ class EigenBasis:
     kind = "eigh"
     #: True for a basis held in feature space (:mod:`mixednn.lowrank`): no n x n object
     feature_space = False
+    #: False when ``eigenvalues`` are not the whole spectrum of K (the Ritz values of a
+    #: Krylov basis, :mod:`mixednn.krylov`; a low-rank basis's zeros are known, so True)
+    complete_spectrum = True
 
     def __init__(self, eigenvalues: np.ndarray, eigenvectors: np.ndarray, trace: float):
         self.eigenvalues = np.asarray(eigenvalues, dtype=float)
@@ -241,10 +249,30 @@ class LowRankBasis(EigenBasis):
         return R.T @ R
 
 
-def _clip_spectrum(lam: np.ndarray, check: bool, what: str) -> np.ndarray:
+def clip_spectrum(lam: np.ndarray, check: bool, what: str, n: int | None = None) -> np.ndarray:
+    """Eigenvalues (or Ritz values) of a PSD kernel with rounding negatives set to zero.
+
+    Parameters
+    ----------
+    lam : ndarray
+    check : bool
+        Raise if a value is below ``-sqrt(eps) max|lam|`` (not PSD), and warn
+        (:class:`KernelClippedWarning`) when one is below ``-clip_warning_threshold(n)
+        max|lam|``.
+    what : str
+        The matrix, in messages.
+    n : int, optional
+        Size of the kernel (default ``len(lam)``; larger for Ritz values).
+
+    Returns
+    -------
+    ndarray
+    """
     lam = np.asarray(lam, dtype=float)
+    if lam.size == 0:
+        return lam
     top = max(float(np.max(np.abs(lam))), np.finfo(float).tiny)
-    n = lam.shape[0]
+    n = lam.shape[0] if n is None else int(n)
     hard = math.sqrt(np.finfo(float).eps) * top  # beyond rounding: not PSD
     if check and lam.min() < -hard:
         k = int((lam < -hard).sum())
@@ -332,7 +360,7 @@ def decompose(K: np.ndarray, *, method: str = "auto", check_psd: bool = True,
         method = "tridiagonal" if n >= 3000 else "eigh"
     if method == "eigh":
         lam, U = scipy.linalg.eigh(K, overwrite_a=overwrite, check_finite=False, driver="evd")
-        return EigenBasis(_clip_spectrum(lam, check_psd, what), U, trace)
+        return EigenBasis(clip_spectrum(lam, check_psd, what), U, trace)
     if method != "tridiagonal":
         raise ValueError(f"unknown decomposition method {method!r}; use 'auto', 'eigh' or 'tridiagonal'")
     # K is symmetric, so K.T is a Fortran-ordered view of the same numbers.
@@ -348,6 +376,6 @@ def decompose(K: np.ndarray, *, method: str = "auto", check_psd: bool = True,
     reflectors = _compact_reflectors(c)
     del c, A
     lam, V = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stevd", check_finite=False)
-    return TridiagonalBasis(reflectors, tau, _clip_spectrum(lam, check_psd, what), V, trace)
+    return TridiagonalBasis(reflectors, tau, clip_spectrum(lam, check_psd, what), V, trace)
 
 

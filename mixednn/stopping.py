@@ -51,7 +51,7 @@ import pandas as pd
 import scipy.linalg
 from scipy import stats
 
-from .profile import TimeEstimate
+from .profile import TimeEstimate, check_complete_spectrum
 from .smoother import SmootherData
 
 __all__ = ["T_METHODS", "GCV", "Cp", "LeaveOneOut", "KFold", "make_criterion", "choose_time",
@@ -78,6 +78,26 @@ class _Criterion:
 
     def values(self, ts: np.ndarray) -> np.ndarray:
         return np.array([self.value(float(t)) for t in np.asarray(ts, dtype=float)])
+
+    def confirmed(self, ts: np.ndarray, vals: np.ndarray, tries: int = 12) -> np.ndarray:
+        """Grid values whose minimum is re-evaluated by the accurate ``value``: the fast
+        grid formulas lose their digits where the fit nearly interpolates (``e2`` and
+        ``tr M`` become rounding noise, e.g. ``e2 = 0`` with ``tr M = 3``), and a spurious
+        grid minimum there would win the search.  The smallest grid value is replaced by
+        the accurate one until it is confirmed."""
+        vals = np.array(vals, dtype=float)
+        ts = np.asarray(ts, dtype=float)
+        for _ in range(tries):
+            finite = np.isfinite(vals)
+            if not finite.any():
+                break
+            i = int(np.argmin(np.where(finite, vals, np.inf)))
+            exact = self.value(float(ts[i]))
+            if exact == vals[i] or (np.isfinite(exact) and abs(exact - vals[i])
+                                    <= 1e-6 * max(abs(exact), 1e-300)):
+                break
+            vals[i] = exact
+        return vals
 
     def __call__(self, t: float) -> float:
         return self.value(t)
@@ -112,7 +132,8 @@ class GCV(_Criterion):
     def values(self, ts: np.ndarray) -> np.ndarray:
         e2, trM = self.data.grid_parts(ts)
         with np.errstate(all="ignore"):
-            return np.where(trM >= 1.0, self.data.nobs * e2 / trM ** 2, np.inf)
+            vals = np.where(trM >= 1.0, self.data.nobs * e2 / trM ** 2, np.inf)
+        return self.confirmed(ts, vals)
 
 
 class Cp(_Criterion):
@@ -142,7 +163,7 @@ class Cp(_Criterion):
     def values(self, ts: np.ndarray) -> np.ndarray:
         e2, trM = self.data.grid_parts(ts)
         n = self.data.nobs
-        return e2 / n + 2 * self.sigma2 * (n - trM) / n - self.sigma2
+        return self.confirmed(ts, e2 / n + 2 * self.sigma2 * (n - trM) / n - self.sigma2)
 
 
 class LeaveOneOut(_Criterion):
@@ -343,6 +364,7 @@ def choose_time(data: SmootherData, t_method: str = "reml", reml: bool = True,
                         "valid: sigma2 (cp), folds and seed (kfold), points_per_decade")
     if t_method in LIKELIHOOD_RULES:
         return data.profile.maximize(t_method == "reml", **({"points_per_decade": ppd} if ppd else {}))
+    check_complete_spectrum(data.profile, f"t_method={t_method!r}")
     crit = make_criterion(data, t_method, reml=reml, **options)
     return data.profile.minimize_criterion(crit, reml, points_per_decade=ppd)
 
@@ -486,6 +508,7 @@ def diagnose(model: Any, t: float | None = None, reml: bool = True, *,
     """
     data = model if isinstance(model, SmootherData) else SmootherData.rotated(model)
     prof = data.profile
+    check_complete_spectrum(prof, "the stopping diagnostic")
     t_r = prof.maximize(True).t
     gcv = GCV(data)
     t_g = prof.minimize_criterion(gcv, reml).t

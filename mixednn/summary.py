@@ -136,7 +136,8 @@ def _model_lines(res: FitResults) -> list[str]:
     """The network, the low-rank basis (in feature space) and the network inputs."""
     m = res.model
     lines = [f"Network: {m.kernel_source.description}"]
-    if m.basis.feature_space:  # Nystrom trace error, or "exact"
+    if m.basis.feature_space or not m.basis.complete_spectrum:
+        # Nystrom trace error, or "exact"; a Krylov space's size and what it leaves out
         lines.append(m.basis.summary_line())
     if m.input_scaling is not None:
         lines.append("Network inputs: " + ", ".join(m.data.ntk_names)
@@ -182,11 +183,16 @@ def _notes(res: FitResults) -> list[str]:
     the default rule's check or the stopping diagnostic found, boundary and AIC notes."""
     choice = res.time_choice
     lr = res.reference_lr
+    # a Krylov basis has no spectrum: the summary does not compute it (res.edf does)
+    size = (f"Effective df of the network: {res.edf:.2f} of n = {res.nobs}; "
+            f"signal share tr(G)/tr(V) = {res.signal_share:.3f}"
+            if res.likelihood_profile.complete_spectrum else
+            "Effective df of the network: not computed (decomposition='lanczos' has no "
+            "spectrum; res.edf and res.signal_share compute every eigenvalue of K)")
     notes = [
         f"Training time t chosen by: {choice.rule_name}"
         + (f" (REML would choose t = {res.t_reml:.4g})" if _compares_reml(res) else ""),
-        f"Effective df of the network: {res.edf:.2f} of n = {res.nobs}; "
-        f"signal share tr(G)/tr(V) = {res.signal_share:.3f}",
+        size,
         f"Equivalent training: {res.epochs(lr):,.0f} full-batch steps of mean-squared loss at "
         f"lr = n/lambda_max = {lr:.4g} (steps = n t / lr); t is in units of lr x steps of the "
         "summed loss 1/2 sum (y - f)^2, on this kernel's scale.",
@@ -248,8 +254,12 @@ def _score_line(res: FitResults) -> str | None:
     # low-rank basis's n - m zeros are one term with multiplicity); past
     # SUMMARY_EXACT_MAX_N of them the summary line uses the saddlepoint approximation
     # (its .method says so) and res.score_test() stays available for the exact value.
-    n_terms = res.likelihood_profile.lam.shape[0]
-    method = "exact" if n_terms <= SUMMARY_EXACT_MAX_N else "saddlepoint"
+    # A Krylov basis (decomposition="lanczos") has no spectrum: the leading eigenvalues
+    # of (I - H) K (I - H) and exact traces give the null (its .method says so).
+    prof = res.likelihood_profile
+    n_terms = prof.lam.shape[0]
+    method = ("leading" if not prof.complete_spectrum
+              else "exact" if n_terms <= SUMMARY_EXACT_MAX_N else "saddlepoint")
     try:
         test = res.score_test(method=method)
     except NotImplementedError:

@@ -28,7 +28,7 @@ from .autotime import AUTO_OPTIONS, AutoCheck, auto_time
 from .exceptions import (BoundaryFitWarning, DegenerateFitWarning, InterpolationWarning,
                          warn_at_caller)
 from .freemodes import FreeModes, free_mode_smoother, free_mode_split, select_free_modes
-from .profile import SpectralProfile, TimeEstimate
+from .profile import SpectralProfile, TimeEstimate, check_complete_spectrum
 from .smoother import SmootherData
 from .stopping import (LIKELIHOOD_RULES, StoppingDiagnostic, check_rule, choose_time, diagnose,
                        residual_df_ok)
@@ -328,6 +328,11 @@ def choose_t(data: SmootherData, reml: bool = True, t_method: str | None = None,
     lik = "reml" if reml else "ml"
     plain = data.profile
     _check_residual(plain)
+    if not plain.complete_spectrum:  # a Krylov basis: only the likelihood's own time
+        if free_modes != 0:
+            check_complete_spectrum(plain, "free_modes=")
+        if t_method is not None and (auto or check_rule(t_method) not in LIKELIHOOD_RULES):
+            check_complete_spectrum(plain, f"t_method={t_method!r}")
     if free_modes == 0 and t_method is None:
         return _choose_likelihood_checked(data, reml, options)
     if free_modes == 0 and auto:

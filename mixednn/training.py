@@ -44,6 +44,7 @@ import pandas as pd
 
 from .newrows import rebuild_ntk_inputs
 from .interfaces import FitResults
+from .profile import check_complete_spectrum
 from .trainingpath import TrainingPath
 
 __all__ = ["train", "ntk_loss_path", "max_stable_lr"]
@@ -148,6 +149,7 @@ class _NTKPath:
                 "free leading modes trains those to convergence (t_j = inf), which no step "
                 "count reproduces: compare with fit(free_modes=0)")
         prof = m.profile
+        check_complete_spectrum(prof, "the NTK training path (every eigen-direction)")
         self.n = res.nobs
         self.eta = eta
         self.lam = prof.lam

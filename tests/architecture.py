@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "mixednn.kernels.torch_mlp", "mixednn.kernels.ntk_engine", "mixednn.kernels.ntk_blocks",
         "mixednn.kernels.empirical", "mixednn.kernels.resolve", "mixednn.kernels"]),
     ("2 likelihood", ["mixednn.profile", "mixednn.groupprofile"]),
-    ("3 bases", ["mixednn.spectral", "mixednn.features", "mixednn.lowrank"]),
+    ("3 bases", ["mixednn.spectral", "mixednn.krylov", "mixednn.features", "mixednn.lowrank"]),
     ("4 rules for t", ["mixednn.smoother", "mixednn.stopping", "mixednn.freemodes",
                        "mixednn.autotime", "mixednn.timechoice", "mixednn.groupfit"]),
     ("5 prediction and tail probabilities", [

@@ -269,3 +269,23 @@ def test_prediction_error_rule_warns_near_interpolation():
     with pytest.warns(mn.InterpolationWarning, match="nearly interpolating"):
         res = m.fit(t_method="gcv")
     assert SmootherData.from_model(m).parts(res.t)["trM"] < 2
+
+
+def test_gcv_grid_rounding_near_interpolation_does_not_win_the_search():
+    """Regression (issue 15 benchmark): where the fit nearly interpolates, the fast grid
+    formulas gave e2 = 0 with tr M of rounding size, so the grid GCV was exactly 0 there
+    and the search returned t = 0 (predictions from the fixed effects alone)."""
+    import warnings
+    from mixednn.smoother import SmootherData
+    from mixednn.stopping import GCV
+    d = mn.datasets.load("diamonds")
+    d = d.assign(y=np.log(d["price"].astype(float)))
+    idx = np.random.default_rng(1).permutation(len(d))[:500]
+    m = mn.MixedLMNTK.from_formula("y ~ C(cut) + C(color) + C(clarity)", data=d.iloc[idx],
+                                   ntk=["carat", "depth", "table"], network=mn.MLP(depth=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = m.fit(t_method="gcv")
+    gcv = GCV(SmootherData.from_model(m))
+    assert res.t > 1.0
+    assert gcv.value(res.t) < 0.05 * gcv.value(0.0)
