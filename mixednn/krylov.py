@@ -65,6 +65,23 @@ with the approximation named (:class:`ResidualSpectrum`: the score test's
 ``method="leading"``), or refused with an error that names ``decomposition=``
 (:func:`mixednn.profile.check_complete_spectrum`).
 
+Beyond memory, and on a device
+------------------------------
+The basis needs K only through products with thin blocks, its diagonal and (for the
+score test's moments) ``||K||_F^2``.  ``K`` may therefore be a
+:class:`~mixednn.kernels.operator.KernelOperator` instead of a matrix
+(``MixedLMNTK(..., matrix_free=True)``): every product evaluates the kernel's upper
+triangle tile by tile from the network inputs, memory O(n b) for a tile of b rows, and
+nothing n x n is stored; with ``device="cuda"`` the tiles
+(:func:`mixednn.kernels.torch_ntk.ntk_torch`) and the products run on a torch device in
+float64.  The estimates equal the stored-kernel route's to rounding
+(``tests/test_matrix_free.py``).  A matrix-free product costs a kernel evaluation of
+n^2 / 2 entries instead of an n^2 matrix product: measured (depth-2 ReLU NTK, one
+thread, ``benchmarks/bench_matrix_free.py``) 17 passes, 0.66 s each at n = 2000 and 3.2 s
+at n = 5000; peak resident memory 349 MB at n = 5000 (one stored kernel: 200 MB).  What
+needs every eigenvalue assembles the matrix from the tiles on demand
+(:func:`dense_kernel`, refused with the memory it needs when it does not fit).
+
 Prediction intervals at new rows need ``k*^T g_t(K) k*`` with
 ``g_t(x) = (1 - exp(-tx)) / x^2`` (``docs/model.md`` eq. (11)), and ``k*`` is not in the
 Krylov space of the fit: :class:`KrylovCrossRotation` runs a block Lanczos
@@ -81,13 +98,14 @@ from typing import Any, Callable
 import numpy as np
 import scipy.linalg
 
-from .numerics import LOG_2PI, flow_filter
+from .kernels.operator import KernelOperator
+from .numerics import LOG_2PI, check_kernel_memory, flow_filter
 from .profile import SpectralProfile, log_grid
 from .spectral import CrossRotation, DenseCrossRotation, EigenBasis, clip_spectrum
 
 __all__ = ["BlockLanczos", "KrylovProfile", "KrylovBasis", "KrylovCrossRotation",
            "ResidualSpectrum", "lanczos_basis", "profile_change", "filter_change",
-           "likelihood_times", "filtered_norms",
+           "likelihood_times", "filtered_norms", "kernel_trace", "dense_kernel",
            "KRYLOV_TOL", "LIKELIHOOD_MARGIN", "LANCZOS_AUTO_MIN_N"]
 
 #: Relative change of the REML/ML quantities below which the Krylov space is converged.
@@ -390,6 +408,20 @@ def filter_change(new: tuple, old: tuple, ts: np.ndarray) -> float:
     return worst
 
 
+def kernel_trace(K: "np.ndarray | KernelOperator") -> float:
+    """``tr K`` of a stored kernel or of a :class:`~mixednn.kernels.operator.KernelOperator`."""
+    return K.trace() if isinstance(K, KernelOperator) else float(np.trace(K))
+
+
+def dense_kernel(K: "np.ndarray | KernelOperator") -> np.ndarray:
+    """The n x n matrix (assembled from the tiles of an operator, on demand: for what needs
+    every eigenvalue; refused with the option named when it does not fit in memory)."""
+    if not isinstance(K, KernelOperator):
+        return K
+    check_kernel_memory(K.n, n_matrices=2)
+    return K.dense()
+
+
 def _next_check(dim: int, block: int) -> int:
     """Dimension of the next convergence check: every block step up to 256 vectors, then
     every 10% (the eigendecomposition of T, O(dim^3), stays a small part of the work)."""
@@ -404,13 +436,15 @@ def lanczos_basis(K: np.ndarray, B: np.ndarray, trace: float | None = None, *,
 
     Parameters
     ----------
-    K : ndarray, shape (n, n)
+    K : ndarray, shape (n, n), or KernelOperator
         Symmetric PSD kernel (kept by the basis: new rows, and what needs the full
-        spectrum, use it; never modified).
+        spectrum, use it; never modified), or a
+        :class:`~mixednn.kernels.operator.KernelOperator` that applies it tile by tile
+        without storing it (``matrix_free=True``, ``device=``; module notes).
     B : ndarray, shape (n, 1 + p)
         ``[y - f0, X]`` (whitened with precision weights): the response first.
     trace : float, optional
-        ``tr K`` (default: from the diagonal of K).
+        ``tr K`` (default: from the diagonal of K, or the operator's ``trace()``).
     tol, margin : float
         The convergence criterion (module notes): relative change of the REML/ML
         log-likelihood, RSS and beta below ``tol`` at the grid points within ``margin``
@@ -435,10 +469,11 @@ def lanczos_basis(K: np.ndarray, B: np.ndarray, trace: float | None = None, *,
     Cost: one n x (1 + p) product with K per block step plus O(n dim (1 + p)) for the
     reorthogonalisation, and an eigendecomposition of the small ``T`` per check.
     """
-    K = np.asarray(K)
+    if not isinstance(K, KernelOperator):
+        K = np.asarray(K)
     n = K.shape[0]
     B = np.asarray(B, dtype=float).reshape(n, -1)
-    trace = float(np.trace(K)) if trace is None else float(trace)
+    trace = kernel_trace(K) if trace is None else float(trace)
     if max_dim is None:
         max_dim = n if n <= 2000 else max(500, n // 8)
     max_dim = int(min(max_dim, n))
@@ -518,7 +553,8 @@ class KrylovBasis(EigenBasis):
     kind = "lanczos"
     complete_spectrum = False
 
-    def __init__(self, kernel: np.ndarray, vectors: np.ndarray, ritz_vectors: np.ndarray,
+    def __init__(self, kernel: "np.ndarray | KernelOperator", vectors: np.ndarray,
+                 ritz_vectors: np.ndarray,
                  eigenvalues: np.ndarray, rotated_data: np.ndarray, trace: float, *,
                  steps: int, converged: bool, invariant: bool, history: list):
         self.kernel = kernel
@@ -566,9 +602,11 @@ class KrylovBasis(EigenBasis):
         """One line for the summary: the space and what it does not compute."""
         state = ("K-invariant (exact)" if self.invariant else
                  "REML/ML converged to 1e-10" if self.converged else "NOT converged")
+        tiles = (f", {self.kernel.describe()}" if isinstance(self.kernel, KernelOperator)
+                 else "")
         return (f"Krylov basis (block Lanczos from [y - f0, X]): dimension {self.dimension} of "
-                f"n = {self.n:,}, {self.steps} block steps, {state}; the prediction check and "
-                "the stopping diagnostic need the spectrum and were not run")
+                f"n = {self.n:,}, {self.steps} block steps, {state}{tiles}; the prediction "
+                "check and the stopping diagnostic need the spectrum and were not run")
 
     # -- what needs every eigen-direction ------------------------------------------------
     def _refuse(self, what: str) -> None:
@@ -599,8 +637,8 @@ class KrylovBasis(EigenBasis):
 
     @cached_property
     def _eigenvalues_of_kernel(self) -> np.ndarray:
-        lam = scipy.linalg.eigh(self.kernel, eigvals_only=True, check_finite=False,
-                                driver="evd")
+        lam = scipy.linalg.eigh(dense_kernel(self.kernel), eigvals_only=True,
+                                check_finite=False, driver="evd")
         return clip_spectrum(lam, False, "the kernel")
 
     def kernel_eigenvalues(self) -> np.ndarray:
@@ -736,8 +774,8 @@ class ResidualSpectrum:
     * :meth:`exact`: all of them (LAPACK without eigenvectors).
     """
 
-    def __init__(self, kernel: np.ndarray, design: np.ndarray | None, *, seed: int = 0,
-                 block: int = 16):
+    def __init__(self, kernel: "np.ndarray | KernelOperator", design: np.ndarray | None, *,
+                 seed: int = 0, block: int = 16):
         self.kernel = kernel
         n = kernel.shape[0]
         X = np.zeros((n, 0)) if design is None else np.asarray(design, dtype=float).reshape(n, -1)
@@ -747,10 +785,11 @@ class ResidualSpectrum:
         self.count = n - self.p
         KQ = kernel @ self.Qx
         QKQ = self.Qx.T @ KQ
-        self.sum1 = float(np.trace(kernel) - np.trace(QKQ))
-        # ||K||_F^2 without an n x n temporary
-        self.sum2 = float(np.einsum("ij,ij->", kernel, kernel) - 2 * np.sum(KQ * KQ)
-                          + np.sum(QKQ * QKQ))
+        self.sum1 = float(kernel_trace(kernel) - np.trace(QKQ))
+        # ||K||_F^2 without an n x n temporary (an operator: one pass over its tiles)
+        frob = kernel.frobenius_squared() if isinstance(kernel, KernelOperator) else \
+            float(np.einsum("ij,ij->", kernel, kernel))
+        self.sum2 = float(frob - 2 * np.sum(KQ * KQ) + np.sum(QKQ * QKQ))
         self.seed = seed
         self.block = int(block)
         self._engine: BlockLanczos | None = None
@@ -821,7 +860,7 @@ class ResidualSpectrum:
     def exact(self) -> np.ndarray:
         """All n - p eigenvalues (descending): ``M K M`` formed once, LAPACK eigenvalues
         only; the p zeros of ``range(X)`` are dropped."""
-        K, Qx = self.kernel, self.Qx
+        K, Qx = dense_kernel(self.kernel), self.Qx
         if self.p:
             KQ = K @ Qx
             A = K - Qx @ KQ.T - KQ @ Qx.T + Qx @ (Qx.T @ KQ) @ Qx.T

@@ -32,6 +32,7 @@ from .groupprofile import GroupedProfile
 from .groupresults import GroupedResults
 from .newrows import complete_new_rows, rebuild_exog, rebuild_ntk_inputs
 from .kernels import KernelSource, resolve_kernel
+from .kernels.operator import KernelOperator, check_device, check_device_network, tile_height
 from .krylov import LANCZOS_AUTO_MIN_N, lanczos_basis
 from .lowrank import build_feature_basis, check_low_rank
 from .numerics import check_kernel_memory
@@ -115,6 +116,23 @@ class MixedLMNTK:
         ``1/2 sum_i w_i (y_i - f_i)^2`` (docs/model.md section 2.7).  Finite and strictly
         positive; a row with a missing (NaN) weight is an incomplete row (``missing=``).
         Fitted values, residuals and predictions are on the scale of y.
+    matrix_free : bool or int
+        The Krylov route (``decomposition="lanczos"``, implied) without storing K: every
+        product ``K V`` is computed tile by tile from the network inputs, memory O(n b)
+        for a tile of b rows (:mod:`mixednn.kernels.operator`), so an exact fit runs where
+        an n x n matrix does not fit; each block Lanczos step re-evaluates half of the
+        kernel's entries.  ``True`` picks b from a 128 MiB budget per tile
+        (:data:`mixednn.kernels.operator.TILE_MEMORY`); an integer is b itself.  Needs a
+        kernel computed from the inputs (not a precomputed matrix), no ``low_rank=`` and
+        no group effects.  What needs every eigenvalue (effective df, the exact score
+        test) assembles K from its tiles on demand.
+    device : str, optional
+        A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``) for the kernel tiles and the
+        products ``K V`` of the Krylov route (implied), in float64: the analytic
+        :class:`~mixednn.kernels.analytic.MLP` NTK computed by
+        :func:`mixednn.kernels.torch_ntk.ntk_torch`.  Without ``matrix_free`` the tiles
+        are kept on the device (half an n x n matrix of device memory).  ``None`` (the
+        default): NumPy on the CPU.  ``"cpu"`` runs the same torch code on the CPU.
 
     Examples
     --------
@@ -131,7 +149,8 @@ class MixedLMNTK:
                  missing: str = "drop", scale_inputs: bool = True,
                  decomposition: str = "auto", low_rank: Any = None,
                  landmarks: str = "kmeans++", seed: int = 0, weights: Any = None,
-                 groups: Any = None, exog_re: Any = None):
+                 groups: Any = None, exog_re: Any = None, matrix_free: bool | int = False,
+                 device: str | None = None):
         special = offset if isinstance(offset, str) else None
         design = build_from_arrays(endog, exog, ntk_inputs,
                                    offset=None if special else offset, missing=missing,
@@ -141,7 +160,12 @@ class MixedLMNTK:
                 raise ValueError("exog_re= (random slopes) needs groups= (the group labels)")
             self._setup(design, network, kernel, special, scale_inputs, decomposition,
                         low_rank=low_rank, landmarks=landmarks, seed=seed)
+            self._set_tiles(matrix_free, device)
             return
+        if matrix_free is not False or device is not None:
+            raise ValueError("matrix_free= and device= (the Krylov route's kernel tiles) are "
+                             "not supported with group random effects, which need the full "
+                             "eigendecomposition of K")
         # statsmodels' MixedLM interface: groups= labels, exog_re= the random-effects design
         terms, frame = array_groups(groups, exog_re, design.n_input_rows)
         for name, value in (("low_rank", low_rank), ("weights", weights)):
@@ -163,7 +187,8 @@ class MixedLMNTK:
                      scale_inputs: bool = True, decomposition: str = "auto",
                      eval_env: int = 0, low_rank: Any = None, landmarks: str = "kmeans++",
                      seed: int = 0, levels: dict | None = None,
-                     weights: Any = None) -> "MixedLMNTK":
+                     weights: Any = None, matrix_free: bool | int = False,
+                     device: str | None = None) -> "MixedLMNTK":
         """Build the model from a patsy formula and a data frame.
 
         Parameters
@@ -179,6 +204,8 @@ class MixedLMNTK:
             a list of numeric column names.
         network, kernel, missing, scale_inputs, decomposition, low_rank, landmarks, seed
             As for :class:`MixedLMNTK`.
+        matrix_free, device
+            As for :class:`MixedLMNTK` (not with group terms).
         offset : str or array-like, optional
             Column name or one value per row of ``data``.
         eval_env : int
@@ -207,6 +234,10 @@ class MixedLMNTK:
         """
         fixed, bar_terms = split_bars(formula) if isinstance(formula, str) else (formula, [])
         if bar_terms:  # lme4's (1 | g) terms: group random effects beside the network
+            if matrix_free is not False or device is not None:
+                raise ValueError("matrix_free= and device= (the Krylov route's kernel tiles) "
+                                 "are not supported with group random effects, which need the "
+                                 "full eigendecomposition of K")
             return cls._with_groups(fixed, bar_terms, data, ntk=ntk, network=network,
                                     kernel=kernel, offset=offset, missing=missing,
                                     scale_inputs=scale_inputs, decomposition=decomposition,
@@ -234,6 +265,7 @@ class MixedLMNTK:
         obj = cls.__new__(cls)
         obj._setup(design, network, kernel, special, scale_inputs, decomposition,
                    low_rank=low_rank, landmarks=landmarks, seed=seed)
+        obj._set_tiles(matrix_free, device)
         return obj
 
     # ------------------------------------------------------------------- group effects
@@ -406,6 +438,54 @@ class MixedLMNTK:
             low_rank = "exact"  # a finite network's Jacobian features, K = J J^T exactly
         self.low_rank, self.landmarks, self.seed = low_rank, landmarks, seed
 
+    #: the Krylov route's kernel tiles (:meth:`_set_tiles`): False / True / a tile height,
+    #: and a torch device string or None
+    matrix_free: bool | int = False
+    device: str | None = None
+
+    def _set_tiles(self, matrix_free: bool | int, device: str | None) -> None:
+        """Validate ``matrix_free=`` and ``device=`` (class docstring) and keep them."""
+        if matrix_free is False and device is None:
+            return
+        if not (isinstance(matrix_free, (bool, np.bool_))
+                or (isinstance(matrix_free, (int, np.integer)) and matrix_free >= 1)):
+            raise ValueError(f"matrix_free must be True, False or a tile height (a positive "
+                             f"integer), got {matrix_free!r}")
+        opts = "matrix_free=" if device is None else "device="
+        if self.decomposition in ("eigh", "tridiagonal"):
+            raise ValueError(f"{opts} works on the Krylov route; it conflicts with "
+                             f"decomposition={self.decomposition!r}: use 'lanczos' or 'auto'")
+        if self.low_rank is not None:
+            raise ValueError(f"{opts} is for exact fits of a dense kernel; low_rank= already "
+                             "avoids the n x n matrix: pass one or the other")
+        if not self.kernel_source.can_cross or self.kernel_source.precomputed is not None:
+            raise ValueError(f"{opts} computes the kernel tile by tile from the network "
+                             "inputs; a precomputed kernel matrix has none: pass ntk_inputs "
+                             "and network= (or a kernel function)")
+        if device is not None:  # a clear error now, not at the first fit
+            check_device(device)
+            check_device_network(self.network, device)
+        self.matrix_free = matrix_free if isinstance(matrix_free, (bool, np.bool_)) \
+            else int(matrix_free)
+        self.device = device
+
+    def kernel_operator(self) -> KernelOperator:
+        """The training kernel (whitened with weights) as a tile-by-tile operator
+        (``matrix_free=`` / ``device=``, :mod:`mixednn.kernels.operator`).
+
+        Returns
+        -------
+        KernelOperator
+        """
+        n = self.nobs
+        rows = self.matrix_free if not isinstance(self.matrix_free, (bool, np.bool_)) \
+            else tile_height(n)
+        w = self.weights
+        return KernelOperator(self.scaled_inputs, cross=self.kernel_source.cross,
+                              network=self.network, tile_rows=rows,
+                              scale=None if w is None else np.sqrt(w), device=self.device,
+                              store=self.matrix_free is False)
+
     # ------------------------------------------------------------------- saving
     def saved_without_rows(self) -> "MixedLMNTK":
         """What ``save(..., remove_data=True)`` stores for this model
@@ -525,6 +605,16 @@ class MixedLMNTK:
         Phi = self.kernel_source.low_rank_features(self.scaled_inputs)
         if Phi is not None:
             return LowRankBasis.from_features(self.whiten(Phi))  # W^{1/2} Phi: exact
+        if self.tiled and not self._dense_only:
+            # K never stored in host memory: products tile by tile (kernels.operator)
+            Y = self.whiten(np.column_stack([self.endog - self.offset, self.exog]))
+            basis = lanczos_basis(self.kernel_operator(), Y, check_psd=True, what="the NTK")
+            if not basis.converged:
+                warn_at_caller(f"the Krylov space did not meet its REML/ML convergence "
+                               f"criterion within {basis.dimension} of n = {self.nobs} "
+                               "dimensions; with matrix_free= / device= there is no dense "
+                               "fallback: the estimates are those of this space", RuntimeWarning)
+            return basis
         # the Krylov route holds K and thin blocks; the dense routes up to 3 n x n matrices
         check_kernel_memory(self.nobs, n_matrices=2 if self.krylov_route else 3)
         K = self.kernel_source.gram(self.scaled_inputs)
@@ -565,10 +655,17 @@ class MixedLMNTK:
         if self._dense_only or self.low_rank is not None \
                 or self.decomposition in ("eigh", "tridiagonal"):
             return False
+        if self.tiled:
+            return True
         if self.decomposition == "auto" and (self.groups is not None
                                              or self.nobs < LANCZOS_AUTO_MIN_N):
             return False
         return True
+
+    @property
+    def tiled(self) -> bool:
+        """Whether K is applied tile by tile (``matrix_free=`` or ``device=``)."""
+        return self.matrix_free is not False or self.device is not None
 
     #: set on the copy that :meth:`fit` uses when ``decomposition="auto"`` would choose the
     #: Krylov route but the fit needs the full spectrum

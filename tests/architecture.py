@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "mixednn.datasets.loaders", "mixednn.datasets",
         "mixednn.kernels.activations", "mixednn.kernels.source", "mixednn.kernels.dual",
         "mixednn.kernels.quadrature", "mixednn.kernels.recursion", "mixednn.kernels.analytic",
+        "mixednn.kernels.torch_ntk", "mixednn.kernels.operator",
         "mixednn.kernels.torch_mlp", "mixednn.kernels.ntk_engine", "mixednn.kernels.ntk_blocks",
         "mixednn.kernels.empirical", "mixednn.kernels.resolve", "mixednn.kernels"]),
     ("2 likelihood", ["mixednn.profile", "mixednn.groupprofile"]),

@@ -147,3 +147,19 @@ def test_hyper_bad_input(hp_data):
         ScaledInputsMLP(mn.MLP(), [1.0, -1.0])
     with pytest.raises(TypeError, match="analytic MLP"):
         with_network(m, "relu")
+
+
+def test_kernel_optimization_score_test_uses_the_starting_kernel(hp_data):
+    """``KernelOptimization.score_test()`` is the exact score test of the starting model
+    (kernel fixed before the data chose the hyperparameters), not the chosen kernel's."""
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2, bias_std=0.5))
+    opt = optimize_kernel(m, input_scales="ard", bias_std=True, maxiter=10)
+    assert opt.llf > opt.llf_start + 1.0  # the search moved the kernel
+    test = opt.score_test()
+    plain = m.fit().score_test()
+    assert test.statistic == plain.statistic and test.pvalue == plain.pvalue
+    assert test.method == plain.method
+    chosen = opt.fit().score_test()
+    assert not np.isclose(chosen.statistic, test.statistic, rtol=1e-6)
+    assert opt.score_test(method="liu").pvalue == m.fit().score_test("liu").pvalue
