@@ -270,7 +270,17 @@ class GroupStructure:
                 levels = tuple(sorted(levels))  # lme4 orders levels (factor's sort)
             except TypeError:
                 pass
+            if len(levels) < 2:
+                raise ValueError(f"the grouping factor of {term.text!r} has {len(levels)} level "
+                                 "on the rows used; a group random effect needs at least 2 "
+                                 "(as lme4)")
             E, info = _effects(term, frame)
+            if len(levels) * E.shape[1] >= len(frame):
+                raise ValueError(
+                    f"the term {term.text!r} has {len(levels)} levels x {E.shape[1]} effects for "
+                    f"{len(frame)} rows: the group effects would not be separable from the "
+                    "residual (lme4: 'number of levels of each grouping factor must be < number "
+                    "of observations'); use a coarser grouping or fewer random effects")
             if E.shape[1] == 0:
                 raise ValueError(f"the random-effects term {term.text!r} has no effects")
             # lme4's name of the intercept

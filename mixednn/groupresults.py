@@ -474,8 +474,15 @@ class GroupedResults:
     def _repr_html_(self) -> str:
         return self.summary().as_html()
 
-    def save(self, path: Any) -> None:
-        """Save the fit (read it back with :func:`mixednn.load`)."""
+    def save(self, path: Any, remove_data: bool = False) -> None:
+        """Save the fit (read it back with :func:`mixednn.load`).
+
+        ``remove_data=True`` is not available for fits with group effects yet (their
+        prediction reads the training rows' group design): a ValueError says so.
+        """
+        if remove_data:
+            raise ValueError("save(remove_data=True) is not available for fits with group "
+                             "random effects yet; save with remove_data=False")
         persistence.save(self, path, remove_data=False)
 
 

@@ -415,3 +415,17 @@ def test_predict_on_the_training_rows_and_from_arrays(sleep):
                       interval="prediction")
     want = res.predict(sleep.iloc[:5], interval="prediction")
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-5)
+
+
+def test_saving_without_rows_is_refused_clearly(sleep, tmp_path):
+    res = mn.MixedLMNTK.from_formula("reaction ~ days + (1 | subject)", sleep).fit()
+    with pytest.raises(ValueError, match="remove_data"):
+        res.save(tmp_path / "f.mixednn", remove_data=True)
+
+
+def test_grouping_factors_that_cannot_be_separated_from_noise_are_refused(unbalanced):
+    df = unbalanced.assign(row=np.arange(len(unbalanced)).astype(str), one="a")
+    with pytest.raises(ValueError, match="number of observations"):
+        mn.MixedLMNTK.from_formula("y ~ x + (1 | row)", df)
+    with pytest.raises(ValueError, match="at least 2"):
+        mn.MixedLMNTK.from_formula("y ~ x + (1 | one)", df)
