@@ -5,10 +5,12 @@ over ``(t, theta)`` by L-BFGS-B with its analytic gradient, inside lme4's box: `
 and the diagonal elements of each relative factor ``T >= 0`` (the off-diagonal ones
 free).  The boundary is reached exactly, not approached: a variance of 0 or t = 0 is
 an estimate, reported as such (:class:`mixednn.exceptions.BoundaryFitWarning`, as
-lme4's "boundary (singular) fit").  Two starts -- the network-only REML time with
-lme4's start ``theta = 1``, and a small t with the same theta -- guard against a local
-maximum; the better one is kept.  Standard errors of ``(t, theta)`` come from the
-observed information (a central difference of the analytic gradient).
+lme4's "boundary (singular) fit").  The start is the network-only REML time with the
+groups-only theta (itself from lme4's start ``theta = 1``); a fit that ends at t = 0 is
+restarted from a small positive t, and a variance that ends at 0 from a positive value,
+so that a boundary estimate is a maximum and not where the optimiser stopped.  A few
+Newton steps polish the quasi-Newton optimum; standard errors of ``(t, theta)`` come
+from the observed information (a central difference of the analytic gradient).
 """
 
 from __future__ import annotations
@@ -148,15 +150,16 @@ def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | N
     point = profile.point(t, th, reml)
     free = _free(t, th, est_t, lower)
     cov = _inverse_information(hess, free)
-    scale = max(1.0, abs(point.llf))
-    converged = bool(np.all(np.abs(grad[free] * np.maximum(np.abs(np.r_[t, th] if est_t else th)[free], 1e-3))
-                            < 1e-5 * scale))
+    # converged: every free parameter's gradient, scaled by the parameter, is negligible
+    x_hat = np.r_[t, th] if est_t else th
+    step = np.abs(grad[free]) * np.maximum(np.abs(x_hat[free]), 1e-3)
+    converged = bool(np.all(step < 1e-5 * max(1.0, abs(point.llf))))
     return GroupFit(point, reml, est_t, converged, str(best.message), evals[0],
                     cov, bool(est_t and t == 0.0), gs.boundary(th))
 
 
 def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:
-    # tight: Newton steps polish afterwards, but a well-converged start keeps them few
+    # moderate tolerances: the Newton steps that follow give the last digits
     return scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                                    options=dict(maxiter=5000, ftol=1e-11, gtol=1e-7, maxcor=30))
 
