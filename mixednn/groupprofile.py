@@ -37,7 +37,7 @@ import scipy.linalg
 from .bars import GroupStructure
 from .numerics import LOG_2PI
 
-__all__ = ["GroupedProfile", "GroupPoint"]
+__all__ = ["GroupedProfile", "GroupPoint", "TimeProducts"]
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,13 @@ class _Lambda:
 
 
 @dataclass(frozen=True)
-class _AtT:
-    """Products that depend on t only (cached between theta evaluations)."""
+class TimeProducts:
+    """Products that depend on t only, cached between theta evaluations: ``w =
+    exp(-t lam)``, ``G = R^T W R``, ``R^T W X~``, ``R^T W y~``, ``X~^T W X~``,
+    ``X~^T W y~``, ``y~^T W y~`` (the t-derivative's product: :meth:`GroupedProfile.g_lam`)."""
 
     w: np.ndarray
     G: np.ndarray
-    G_lam: np.ndarray | None
     rwx: np.ndarray
     rwy: np.ndarray
     xwx: np.ndarray
@@ -171,7 +172,7 @@ class GroupedProfile:
         self.structure = structure
         self.pattern = structure.lambda_pattern
         self.diagonal = all(b.k == 1 for b in structure.blocks)
-        self._cache: dict[float, _AtT] = {}
+        self._cache: dict[float, TimeProducts] = {}
         self._lam_cache: dict[float, np.ndarray] = {}
 
     def with_response(self, y_rot: np.ndarray) -> "GroupedProfile":
@@ -185,7 +186,7 @@ class GroupedProfile:
         return GroupedProfile(None, self.y, self.X, self.R, 0.0, self.structure)
 
     # ------------------------------------------------------------------ per-t products
-    def at_t(self, t: float) -> _AtT:
+    def at_t(self, t: float) -> TimeProducts:
         """The products that depend on t only (cached for the last t)."""
         t = float(t) if self.has_network else 0.0
         if t in self._cache:
@@ -194,7 +195,7 @@ class GroupedProfile:
         SR = np.sqrt(w)[:, None] * self.R
         G = SR.T @ SR
         WR = w[:, None] * self.R
-        out = _AtT(w, 0.5 * (G + G.T), None, WR.T @ self.X, WR.T @ self.y,
+        out = TimeProducts(w, 0.5 * (G + G.T), WR.T @ self.X, WR.T @ self.y,
                    self.X.T @ (w[:, None] * self.X), self.X.T @ (w * self.y),
                    float(self.y @ (w * self.y)))
         if len(self._cache) >= 8:  # a few recent times: finite differences revisit them
