@@ -258,7 +258,8 @@ def profiled_loglike(Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: MLP, reml
 def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
                     bias_std: bool | float = False, depths: Sequence[int] | None = None,
                     reml: bool = True, subsample: int | str | None = "auto", seed: int = 0,
-                    maxiter: int = 50, bounds: tuple[float, float] = (1e-3, 1e3)) -> KernelOptimization:
+                    maxiter: int = 50, bounds: tuple[float, float] = (1e-3, 1e3),
+                    starts: int = 1) -> KernelOptimization:
     """Choose kernel hyperparameters by maximising the profiled REML (or ML) likelihood.
 
     Parameters
@@ -285,6 +286,11 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         L-BFGS-B iterations per depth.
     bounds : (float, float)
         Box for the scales and bias_std.
+    starts : int
+        Optimiser starts per depth: the plain kernel, then ``starts - 1`` seeded random
+        log scales (``seed``) around it; the best maximum is kept.  The ARD likelihood has
+        local maxima (on 500-row bikeshare subsamples one start found MSE 0.31, another
+        0.67); each start costs about one search.
 
     Returns
     -------
@@ -323,7 +329,8 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
     par = _Parameters(d=Z.shape[1], ard=input_scales == "ard", fit_bias=fit_bias,
                       ratio=fit_bias and input_scales == "ard" and homogeneous)
     search = _DepthSearch(Z, y, X, net, par, b0=b0, b_fixed=b_fixed, reml=reml,
-                          bounds=bounds, maxiter=maxiter, k_fe=model.k_fe)
+                          bounds=bounds, maxiter=maxiter, k_fe=model.k_fe,
+                          starts=_check_starts(starts), seed=seed)
     rows = []
     best = None
     for depth in depths:
@@ -340,6 +347,12 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
 
 
 # ------------------------------------------------------------ steps of optimize_kernel()
+
+def _check_starts(starts: Any) -> int:
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise ValueError(f"starts must be a positive integer, got {starts!r}")
+    return int(starts)
+
 
 def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None) -> None:
     if not isinstance(net, MLP) or net.width is not None:
@@ -449,7 +462,7 @@ class _DepthSearch:
 
     def __init__(self, Z: np.ndarray, y: np.ndarray, X: np.ndarray, net: MLP, par: _Parameters,
                  *, b0: float, b_fixed: float, reml: bool, bounds: tuple[float, float],
-                 maxiter: int, k_fe: int):
+                 maxiter: int, k_fe: int, starts: int = 1, seed: int = 0):
         self.Z, self.y, self.X = Z, y, X
         self.net = net
         self.par = par
@@ -458,6 +471,8 @@ class _DepthSearch:
         self.bounds = bounds
         self.maxiter = maxiter
         self.k_fe = k_fe
+        self.starts = starts
+        self.seed = seed
         self.t_start = time.perf_counter()
         self.cost = {"evaluations": 0, "rows": int(Z.shape[0]), "kernel": 0.0,
                      "decomposition": 0.0, "search": 0.0, "gradient": 0.0}
@@ -477,12 +492,18 @@ class _DepthSearch:
 
         start_ev = self._evaluate(base, x0, gradient=False)
         if x0.size:
-            opt = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B",
-                                          bounds=par.box(x0.size, self.bounds),
-                                          options={"maxiter": self.maxiter})
-            x_hat, l_hat = opt.x, -float(opt.fun)
-            if l_hat < start_ev.llf:
-                x_hat, l_hat = x0, start_ev.llf
+            box = par.box(x0.size, self.bounds)
+            x_hat, l_hat = x0, start_ev.llf
+            # the ARD likelihood has local maxima: extra starts at seeded random log scales
+            # (N(0, 1.5^2) around the plain kernel, inside the box); the best one is kept
+            rng = np.random.default_rng(self.seed)
+            for k in range(self.starts):
+                xs = x0 if k == 0 else np.clip(x0 + rng.normal(0.0, 1.5, x0.size),
+                                               [b[0] for b in box], [b[1] for b in box])
+                opt = scipy.optimize.minimize(fg, xs, jac=True, method="L-BFGS-B", bounds=box,
+                                              options={"maxiter": self.maxiter})
+                if -float(opt.fun) > l_hat:
+                    x_hat, l_hat = opt.x, -float(opt.fun)
         else:
             x_hat, l_hat = x0, start_ev.llf
         ls, lb = par.normalised(x_hat)

@@ -163,3 +163,13 @@ def test_kernel_optimization_score_test_uses_the_starting_kernel(hp_data):
     chosen = opt.fit().score_test()
     assert not np.isclose(chosen.statistic, test.statistic, rtol=1e-6)
     assert opt.score_test(method="liu").pvalue == m.fit().score_test("liu").pvalue
+
+
+def test_extra_starts_never_lower_the_maximum_and_are_validated(hp_data):
+    d = hp_data
+    m = mn.MixedLMNTK(d["y"], d["X"], d["Z"], network=mn.MLP(depth=2, bias_std=0.5))
+    one = optimize_kernel(m, input_scales="ard", maxiter=15)
+    three = optimize_kernel(m, input_scales="ard", maxiter=15, starts=3)
+    assert three.llf >= one.llf - 1e-9
+    with pytest.raises(ValueError, match="starts"):
+        optimize_kernel(m, input_scales="ard", starts=0)
