@@ -195,6 +195,12 @@ class MixedLMNTK:
         ----------
         formula : str
             ``"y ~ x1 + C(g)"``: response and fixed effects (patsy; an intercept by default).
+            lme4's bar terms add group random effects beside the network:
+            ``"y ~ x + (1 | g)"``, ``(1 + x | g)``, ``(0 + x | g)``, ``(x || g)``,
+            ``(1 | a/b)``, ``(1 | a:b)``, ``(1 | a) + (1 | b)`` (:mod:`mixednn.bars`);
+            ``fit()`` then returns :class:`mixednn.groupresults.GroupedResults`.  Without
+            ``ntk=`` (and no ``network=``/``kernel=``) such a model is lme4's linear mixed
+            model.
         data : pandas.DataFrame, dask.dataframe.DataFrame or mixednn.partitions.CSVSource
             Never modified.  A dask frame or a chunked CSV is never loaded whole: the fit
             streams per-partition sufficient statistics (needs ``low_rank=``; see
