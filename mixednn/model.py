@@ -116,6 +116,15 @@ class MixedLMNTK:
         ``1/2 sum_i w_i (y_i - f_i)^2`` (docs/model.md section 2.7).  Finite and strictly
         positive; a row with a missing (NaN) weight is an incomplete row (``missing=``).
         Fitted values, residuals and predictions are on the scale of y.
+    groups : array-like, shape (n,), optional
+        Group labels for a random intercept per group, as statsmodels' ``MixedLM``
+        (``(1 | group)`` in a formula); ``fit()`` then estimates t and the group
+        variance jointly and returns :class:`mixednn.groupresults.GroupedResults`.
+        Without ``ntk_inputs``/``kernel``/``network`` the model is lme4's linear mixed
+        model.
+    exog_re : array-like or DataFrame, shape (n, k), optional
+        With ``groups``: the random-effects design, correlated within a group (include a
+        column of ones for a random intercept), as statsmodels' ``exog_re``.
     matrix_free : bool or int
         The Krylov route (``decomposition="lanczos"``, implied) without storing K: every
         product ``K V`` is computed tile by tile from the network inputs, memory O(n b)
