@@ -542,8 +542,29 @@ class SpectralProfile:
         """
         bounds = self.search_bounds()
         ppd = points_per_decade or getattr(criterion, "points_per_decade", 12)
-        out = search_log_t(lambda t: float(criterion.value(t)), criterion.values, bounds, ppd,
-                           xatol=1e-6, maxiter=200, zero_wins_ties=False)
+        value = lambda t: float(criterion.value(t))  # noqa: E731
+
+        def search(b: tuple[float, float], per_decade: int, xatol: float = 1e-6,
+                   maxiter: int = 200) -> SearchOutcome:
+            return search_log_t(value, criterion.values, b, per_decade, xatol=xatol,
+                                maxiter=maxiter, zero_wins_ties=False)
+
+        out = None
+        if getattr(criterion, "coarse_to_fine", False) and ppd > 1:
+            # an expensive criterion (K-fold: O(n^3 / k) per t) is located on one point per
+            # decade over the whole range, then searched at full density within +-1.5
+            # decades of that point; a minimum on the window's edge repeats the full search
+            coarse = search(bounds, 1, xatol=0.5, maxiter=3)  # only locates the minimum
+            if not coarse.boundary and not coarse.at_upper:
+                lo, hi = bounds
+                win = (max(lo, coarse.t / 10 ** 1.5), min(hi, coarse.t * 10 ** 1.5))
+                fine = search(win, ppd)
+                inner = fine.grid.size > 2 and 0 < int(np.argmin(fine.grid_values)) \
+                    < fine.grid.size - 1
+                if fine.boundary or inner:
+                    out = fine
+        if out is None:
+            out = search(bounds, ppd)
         message = ""
         if out.boundary:
             message = (f"boundary fit: {criterion.name} is minimised at t = 0 (training adds "

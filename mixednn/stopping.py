@@ -242,6 +242,8 @@ class KFold(_Criterion):
 
     name = "kfold"
     points_per_decade = 4
+    #: the search locates the minimum on a coarse grid first (each t costs O(n^3 / k))
+    coarse_to_fine = True
 
     def __init__(self, data: SmootherData, folds: Any = 10, seed: int = 0):
         super().__init__(data)
