@@ -25,6 +25,8 @@ import pandas as pd
 import patsy
 import scipy.sparse as sp
 
+from .checks import formula_brackets
+
 __all__ = ["BarTerm", "GroupStructure", "split_bars", "expand_bar", "array_groups"]
 
 
@@ -50,24 +52,6 @@ class BarTerm:
     def group_name(self) -> str:
         """lme4's name of the grouping factor (``b:a`` for the inner term of ``a/b``)."""
         return ":".join(reversed(self.factors))
-
-
-def _scan(formula: str) -> list[tuple[int, int, bool]]:
-    """Top-level parenthesised spans ``(start, end, is_call)`` of a formula."""
-    spans, stack, quote = [], [], None
-    for i, ch in enumerate(formula):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "(":
-            before = formula[:i].rstrip()
-            stack.append((i, bool(before) and (before[-1].isalnum() or before[-1] in "_.)]")))
-        elif ch == ")" and stack:
-            start, call = stack.pop()
-            if not stack:
-                spans.append((start, i + 1, call))
-    return spans
 
 
 def _top_level_bar(text: str) -> int:
@@ -106,7 +90,8 @@ def split_bars(formula: str) -> tuple[str, list[BarTerm]]:
     terms: list[BarTerm] = []
     pieces: list[str] = []
     last = 0
-    for start, end, call in _scan(formula):
+    top = sorted(span[:3] for span in formula_brackets(formula)[0] if span[3] == 0)
+    for start, end, call in top:
         inner = formula[start + 1:end - 1]
         if call or start < formula.index("~") or _top_level_bar(inner) < 0:
             continue

@@ -19,6 +19,7 @@ import scipy.linalg
 
 __all__ = ["check_no_inf", "columns_mentioned", "NUMERIC_TEXT_SHARE", "many_levels",
            "plain_dtypes", "explicit_categorical", "check_formula_columns", "check_bar_terms",
+           "formula_brackets",
            "aliased_columns", "check_fixed_effects", "check_row_count",
            "check_network_factors", "patsy_message", "as_float_column", "check_weights",
            "observation_weights"]
@@ -202,11 +203,12 @@ def check_formula_columns(frame: pd.DataFrame, text: str, labels: Sequence[Any] 
 
 
 def check_bar_terms(formula: str, what: str = "formula") -> None:
-    """Refuse lme4's bar syntax (``(1 | g)``, ``(x || g)``) for group random effects.
+    """Refuse a bar that patsy would read as Python's bitwise or and fit as a fixed effect.
 
-    patsy would read ``1 | g`` as Python's bitwise or and fit it as a fixed effect.
-    A bar outside any function call (``I(a | b)`` is allowed) raises a ValueError
-    naming the term and suggesting ``C(g)`` as a fixed effect meanwhile.
+    lme4's bracketed bar terms are split off the main formula before this check
+    (:mod:`mixednn.bars`); a bar left outside any function call (``I(a | b)`` is
+    allowed) raises a ValueError naming the term: in the main formula it must be in
+    parentheses, ``(1 | g)``; in the network-input formula it does not belong.
 
     Parameters
     ----------
@@ -215,6 +217,42 @@ def check_bar_terms(formula: str, what: str = "formula") -> None:
     what : str
         Which formula, for the message ("formula", "network-input formula").
     """
+    for i, open_around in formula_brackets(formula)[1]:
+        if not any(call for _, call in open_around):
+            term = _bar_term(formula, i, open_around[0][0] if open_around else None)
+            group = term.split("|")[-1].strip(" ()|") or "g"
+            if what == "formula":
+                raise ValueError(
+                    f"the formula {formula!r} has the term {term!r}: lme4's syntax for a "
+                    "random effect by group must be in parentheses, "
+                    f"(1 | {group}), so that patsy cannot read it as a fixed effect "
+                    "(Python's bitwise or); for a logical or of two columns write I(a | b)")
+            raise ValueError(
+                f"the {what} {formula!r} has the term {term!r}: group random effects belong "
+                f"in the main formula, e.g. 'y ~ x + (1 | {group})', not in the network "
+                "inputs (for a logical or of two columns write I(a | b))")
+
+
+def formula_brackets(formula: str) -> tuple[list[tuple[int, int, bool, int]],
+                                              list[tuple[int, list[tuple[int, bool]]]]]:
+    """The brackets and bars of a formula, outside quoted strings.
+
+    Parameters
+    ----------
+    formula : str
+
+    Returns
+    -------
+    spans : list of (start, end, is_call, depth)
+        Every closed bracket pair: ``formula[start:end]`` includes both brackets;
+        ``is_call`` when a name or closing bracket precedes it (``I(...)``, ``C(...)``);
+        ``depth`` 0 for a top-level bracket.  In order of closing.
+    bars : list of (position, open brackets)
+        Every ``|``, with the ``(start, is_call)`` of the brackets open around it,
+        outermost first.
+    """
+    spans: list[tuple[int, int, bool, int]] = []
+    bars: list[tuple[int, list[tuple[int, bool]]]] = []
     stack: list[tuple[int, bool]] = []  # (position of "(", whether it opens a call)
     quote = None
     for i, ch in enumerate(formula):
@@ -227,20 +265,11 @@ def check_bar_terms(formula: str, what: str = "formula") -> None:
             stack.append((i, bool(before) and (before[-1].isalnum() or before[-1] in "_.)]")))
         elif ch == ")":
             if stack:
-                stack.pop()
-        elif ch == "|" and not any(call for _, call in stack):
-            term = _bar_term(formula, i, stack[0][0] if stack else None)
-            group = term.split("|")[-1].strip(" ()|") or "g"
-            if what == "formula":
-                raise ValueError(
-                    f"the formula {formula!r} has the term {term!r}: lme4's syntax for a "
-                    "random effect by group must be in parentheses, "
-                    f"(1 | {group}), so that patsy cannot read it as a fixed effect "
-                    "(Python's bitwise or); for a logical or of two columns write I(a | b)")
-            raise ValueError(
-                f"the {what} {formula!r} has the term {term!r}: group random effects belong "
-                f"in the main formula, e.g. 'y ~ x + (1 | {group})', not in the network "
-                "inputs (for a logical or of two columns write I(a | b))")
+                start, call = stack.pop()
+                spans.append((start, i + 1, call, len(stack)))
+        elif ch == "|":
+            bars.append((i, list(stack)))
+    return spans, bars
 
 
 def _bar_term(formula: str, at: int, opened: int | None) -> str:
