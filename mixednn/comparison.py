@@ -80,6 +80,16 @@ class _Candidate:
         return -0.5 * (dof * (LOG_2PI + math.log(rss / dof)) + dof + logdet - jac)
 
 
+def _model_names(models: Sequence[Any], names: Sequence[str] | None) -> list[str]:
+    """The table's row labels: ``names`` as strings, or ``model1, model2, ...``."""
+    if names is None:
+        names = [f"model{i + 1}" for i in range(len(models))]
+    names = [str(s) for s in names]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per model")
+    return names
+
+
 def _rhs(names: Sequence[str]) -> str:
     names = [str(v) for v in names]
     if not names:
@@ -340,11 +350,7 @@ def anova(*models: Any, names: Sequence[str] | None = None, null: str = "simulat
         return grouped_anova(*models, names=names, refit=refit, null=null)
     if null not in ("simulate", "mixture"):
         raise ValueError(f"null must be 'simulate' or 'mixture', got {null!r}")
-    if names is None:
-        names = [f"model{i + 1}" for i in range(len(models))]
-    names = [str(s) for s in names]
-    if len(names) != len(models) or len(set(names)) != len(names):
-        raise ValueError("names must be unique, one per model")
+    names = _model_names(models, names)
     cands = [_candidate(m, s) for m, s in zip(models, names)]
     _check_same_data(cands)
     notes: list[str] = []
@@ -535,11 +541,7 @@ def grouped_anova(*models: Any, names: Sequence[str] | None = None,
     ``res.lr_test_groups(nsim=...)`` (the group variances = 0 with the network present);
     with ``null="simulate"`` the table says so in its notes.
     """
-    if names is None:
-        names = [f"model{i + 1}" for i in range(len(models))]
-    names = [str(s) for s in names]
-    if len(names) != len(models) or len(set(names)) != len(names):
-        raise ValueError("names must be distinct, one per model")
+    names = _model_names(models, names)
     parts = [_grouped_parts(m, nm) for m, nm in zip(models, names)]
     ref = parts[0]
     for nm, p in zip(names[1:], parts[1:]):

@@ -33,12 +33,13 @@ from .checks import plain_dtypes
 from .newrows import rebuild_exog
 from .prediction import NewRows, check_alpha, check_interval, interval_frame
 from .quadform import QuadraticForm
+from .results import WaldFixedEffects
 from .summary import build_group_summary
 
 __all__ = ["GroupedResults", "score_test_t0"]
 
 
-class GroupedResults:
+class GroupedResults(WaldFixedEffects):
     """A fitted network-plus-groups model (lme4's ``merMod`` with a training-time row).
 
     Attributes
@@ -94,24 +95,6 @@ class GroupedResults:
         names = self.model.exog_names
         cov = self.scale * np.linalg.inv(self.point.xhx) if names else np.empty((0, 0))
         return pd.DataFrame(cov, index=names, columns=names)
-
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of ``params`` at the estimated ``(t, theta)`` (lme4's ``vcov``)."""
-        return self.cov_params_fe
-
-    @cached_property
-    def bse(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.cov_params_fe.to_numpy())),
-                         index=self.model.exog_names, name="bse")
-
-    @cached_property
-    def tvalues(self) -> pd.Series:
-        return (self.params / self.bse).rename("z")
-
-    @cached_property
-    def pvalues(self) -> pd.Series:
-        return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
-                         index=self.model.exog_names, name="pvalues")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald intervals of the fixed effects (columns 0 and 1, as statsmodels)."""
@@ -392,24 +375,22 @@ class GroupedResults:
         least as large as observed, ``(1 + #) / (1 + nsim)``."""
         if not self.has_network:
             raise ValueError("the likelihood-ratio test of t = 0 needs a network in the model")
-        if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
-            raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
         prof = self.profile
         null = fit_groups(prof.with_network_fixed_at_zero(), self.reml)
         observed = max(2 * (self.llf - null.llf), 0.0)
-        rng = np.random.default_rng(seed)
         Lam = self.groups.lambda_matrix(null.theta)
         sd = np.sqrt(null.point.scale)
         mean = prof.X @ null.point.beta
-        draws = np.empty(int(nsim))
-        for i in range(int(nsim)):
+
+        def statistic(rng: np.random.Generator) -> float:
             u = rng.standard_normal(prof.q)
-            y = mean + sd * (rng.standard_normal(prof.nobs) + prof.R @ (Lam @ u))
-            sim = prof.with_response(y)
+            sim = prof.with_response(
+                mean + sd * (rng.standard_normal(prof.nobs) + prof.R @ (Lam @ u)))
             f0 = fit_groups(sim.with_network_fixed_at_zero(), self.reml)
             f1 = fit_groups(sim, self.reml, t_start=self.t or None)
-            draws[i] = max(2 * (f1.llf - f0.llf), 0.0)
-        p = (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + nsim)
+            return 2 * (f1.llf - f0.llf)
+
+        p, draws = _bootstrap_pvalue(statistic, observed, nsim, seed)
         return TestResult(statistic=float(observed), pvalue=float(p),
                           method=f"parametric bootstrap from the fitted null, {nsim} draws",
                           null="t = 0 (no training) with the group effects",
@@ -429,23 +410,20 @@ class GroupedResults:
         """
         if not self.has_network:
             raise ValueError("without a network, compare with the OLS fit in mn.anova")
-        if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
-            raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
         prof = self.profile
         null = self._network_only(prof)
         observed = max(2 * (self.llf - null.llf), 0.0)
         p0 = SpectralProfile(prof.lam, prof.y, prof.X, prof.trace, prof.nobs).point(null.t,
                                                                                   self.reml)
-        rng = np.random.default_rng(seed)
         sd = np.sqrt(np.exp(null.t * prof.lam) * p0.scale)
         mean = prof.X @ p0.beta
-        draws = np.empty(int(nsim))
-        for i in range(int(nsim)):
+
+        def statistic(rng: np.random.Generator) -> float:
             sim = prof.with_response(mean + sd * rng.standard_normal(prof.nobs))
-            f0 = self._network_only(sim)
             f1 = fit_groups(sim, self.reml, t_start=null.t or None)
-            draws[i] = max(2 * (f1.llf - f0.llf), 0.0)
-        p = (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + nsim)
+            return 2 * (f1.llf - self._network_only(sim).llf)
+
+        p, draws = _bootstrap_pvalue(statistic, observed, nsim, seed)
         return TestResult(statistic=float(observed), pvalue=float(p),
                           method=f"parametric bootstrap from the network-only fit, {nsim} draws",
                           null="every group variance is 0 (the network alone)",
@@ -484,6 +462,17 @@ class GroupedResults:
             raise ValueError("save(remove_data=True) is not available for fits with group "
                              "random effects yet; save with remove_data=False")
         persistence.save(self, path, remove_data=False)
+
+
+def _bootstrap_pvalue(statistic: Any, observed: float, nsim: Any, seed: Any
+                      ) -> tuple[float, np.ndarray]:
+    """``(1 + #{draws >= observed}) / (1 + nsim)`` over ``nsim`` simulated likelihood-ratio
+    statistics ``statistic(rng)`` (negative rounding clipped to 0), and the draws."""
+    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
+        raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
+    rng = np.random.default_rng(seed)
+    draws = np.array([max(statistic(rng), 0.0) for _ in range(int(nsim))])
+    return (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + int(nsim)), draws
 
 
 def score_test_t0(prof: GroupedProfile, reml: bool = True) -> TestResult:

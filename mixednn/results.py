@@ -31,10 +31,35 @@ from .prediction import (Predictor, check_alpha, check_interval, check_missing,
 from .profile import SpectralProfile, TimeEstimate, check_complete_spectrum, profile_frame
 from .timechoice import TimeChoice
 
-__all__ = ["MixedLMNTKResults"]
+__all__ = ["MixedLMNTKResults", "WaldFixedEffects"]
 
 
-class MixedLMNTKResults:
+class WaldFixedEffects:
+    """Wald quantities of the fixed effects from a results class's ``params`` and
+    ``cov_params_fe`` (shared by :class:`MixedLMNTKResults` and
+    :class:`mixednn.groupresults.GroupedResults`)."""
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance matrix of ``params``, conditional on the estimated variance
+        parameters (as lme4's ``vcov`` and statsmodels)."""
+        return self.cov_params_fe
+
+    @cached_property
+    def bse(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.cov_params_fe.to_numpy())),
+                         index=self.model.exog_names, name="bse")
+
+    @cached_property
+    def tvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("z")
+
+    @cached_property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
+                         index=self.model.exog_names, name="pvalues")
+
+
+class MixedLMNTKResults(WaldFixedEffects):
     """Results of :meth:`MixedLMNTK.fit`.
 
     Attributes
@@ -112,23 +137,6 @@ class MixedLMNTKResults:
             cov = self.scale * np.linalg.inv(xwx)
         return pd.DataFrame(cov, index=names, columns=names)
 
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance matrix of ``params`` (conditional on t_hat, as in lme4/statsmodels)."""
-        return self.cov_params_fe
-
-    @cached_property
-    def bse(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.cov_params_fe.to_numpy())),
-                         index=self.model.exog_names, name="bse")
-
-    @cached_property
-    def tvalues(self) -> pd.Series:
-        return (self.params / self.bse).rename("z")
-
-    @cached_property
-    def pvalues(self) -> pd.Series:
-        return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
-                         index=self.model.exog_names, name="pvalues")
 
     def conf_int(self, alpha: float = 0.05, method: str = "wald") -> pd.DataFrame:
         """Confidence intervals for the fixed effects, conditional on t_hat.
