@@ -8,8 +8,15 @@ at most 1,000 rows and split 50/50, five times (``numpy.random.default_rng(seed)
 .permutation``, seeds 0-4: the first half of the permuted rows trains, the second half,
 up to 500 rows, tests).  On every split, side by side:
 
-* ``ard_reml``: the headline workflow, ``mixednn.hyper.optimize_kernel(model,
-  input_scales="ard")`` (per-input scales by REML), then ``opt.fit()`` (REML t);
+* ``choose``: the headline workflow, ``mixednn.hyper.choose_kernel(model)``: the model's own
+  kernel and the ARD ``sin`` kernel below, both fitted by REML on all rows, the smaller BIC
+  kept;
+* ``ard_sin``: ``optimize_kernel`` on a one-layer ``sin`` network
+  (``mixednn.hyper.SIN_NETWORK``; per-input scales and bias std by REML, ``screen=16``),
+  then ``opt.fit()`` (REML t);
+* ``ard_reml``: the previous headline, ``mixednn.hyper.optimize_kernel(model,
+  input_scales="ard")`` on the ReLU kernel (per-input scales by REML), then ``opt.fit()``;
+* ``ard_reml3``: the same with ``starts=3``;
 * ``reml``: the fixed (unscaled) kernel, plain ``model.fit()`` (REML t);
 * ``gcv``: the fixed kernel, ``model.fit(t_method="gcv")``;
 * ``ols``: statsmodels OLS on the fixed effects plus the network inputs (linear);
@@ -27,7 +34,7 @@ up to 500 rows, tests).  On every split, side by side:
   terms as pygam), through ``Rscript`` and a temporary CSV; skipped with a note when
   ``Rscript`` or mgcv is missing.
 
-Every mixednn fit uses the analytic depth-3 ReLU NTK on standardised inputs (the setting
+Every mixednn model starts from the analytic depth-3 ReLU NTK on standardised inputs (the setting
 of ``bench_stopping.py`` and of the issue's numbers).  Metrics per method x data set x
 split: held-out MSE, coverage of the 95% prediction interval for a new observation
 (mixednn: ``get_prediction().summary_frame()``'s ``obs_ci_*``; OLS: the same from
@@ -51,8 +58,9 @@ Usage::
     python benchmarks/bench_peers.py --issue-only    # only the issue's bikeshare split
     python benchmarks/bench_peers.py --only diamonds --splits 2 --no-r
     python benchmarks/bench_peers.py --threads 1     # one BLAS/torch thread (shared machines)
+    python benchmarks/bench_peers.py --methods choose --merge old.csv   # rerun one method
 
-Prints a table per data set (medians over splits), a summary (for ard_reml, reml and gcv:
+Prints a table per data set (medians over splits), a summary (for each mixednn method:
 median and worst over data sets of the method's MSE over the best peer's, median
 coverage) and the issue split.  Raw rows go to ``benchmarks/results/bench_peers.csv``
 (``--out``), the summary tables to ``benchmarks/results/bench_peers.md``
@@ -77,10 +85,12 @@ import numpy as np
 import pandas as pd
 
 import mixednn as mn
-from mixednn.hyper import optimize_kernel
+from mixednn.hyper import choose_kernel, optimize_kernel
 
 NET = mn.MLP(depth=3, activation="relu")
-MIXEDNN_METHODS = ("ard_reml", "ard_reml3", "reml", "gcv")
+#: the headline workflow's network: one sin layer, its bias std estimated with the scales
+SIN_NET = mn.MLP(depth=1, activation="sin", bias_std=1.0)
+MIXEDNN_METHODS = ("choose", "ard_sin", "ard_reml", "ard_reml3", "reml", "gcv")
 PEERS = ("ols", "pygam", "gp", "krr", "mgcv")
 METHODS = MIXEDNN_METHODS + PEERS
 MAX_ROWS = 1000
@@ -243,8 +253,26 @@ def _model(spec: Spec, tr: pd.DataFrame, formula: str | None = None):
                                       network=NET)
 
 
-def m_ard_reml(spec, tr, te, seed, formula=None, **options):
-    model = _model(spec, tr, formula)
+def m_choose(spec, tr, te, seed, formula=None):
+    """The headline workflow: ``mixednn.hyper.choose_kernel`` (the plain kernel against the
+    ARD sin kernel, by BIC), then the chosen model's REML fit."""
+    choice = choose_kernel(_model(spec, tr, formula))
+    info = f"chosen {choice.chosen}"
+    if choice.scales is not None:
+        info += "; scales " + ", ".join(f"{k}={v:.3g}" for k, v in choice.scales.items())
+    return _mixednn_out(choice.results, te, info)
+
+
+def m_ard_sin(spec, tr, te, seed, formula=None, **options):
+    """The headline workflow: a one-layer sin network, per-input scales and the bias std
+    by REML with 16 screened starting points, then the REML fit."""
+    options = {"bias_std": True, "screen": 16, **options}
+    return m_ard_reml(spec, tr, te, seed, formula=formula, network=SIN_NET, **options)
+
+
+def m_ard_reml(spec, tr, te, seed, formula=None, network=None, **options):
+    model = mn.MixedLMNTK.from_formula(formula or spec.formula, data=tr, ntk=list(spec.inputs),
+                                       network=network or NET)
     opt = optimize_kernel(model, input_scales="ard", **options)
     res = opt.fit()
     sc = ", ".join(f"{k}={v:.3g}" for k, v in opt.scales.items())
@@ -432,7 +460,7 @@ def m_mgcv(spec, tr, te, seed, formula=None, r_formula=None):
     return out
 
 
-FUNCS = {"ard_reml": m_ard_reml, "ard_reml3": m_ard_reml3, "reml": m_reml, "gcv": m_gcv,
+FUNCS = {"choose": m_choose, "ard_sin": m_ard_sin, "ard_reml": m_ard_reml, "ard_reml3": m_ard_reml3, "reml": m_reml, "gcv": m_gcv,
          "ols": m_ols, "pygam": m_pygam,
          "gp": m_gp, "krr": m_krr, "mgcv": m_mgcv}
 
@@ -676,6 +704,9 @@ def main() -> None:
                     help="cap BLAS, torch and mixednn kernel threads (e.g. 1 on a shared machine)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_peers.csv"))
     ap.add_argument("--markdown", default=os.path.join(HERE, "results", "bench_peers.md"))
+    ap.add_argument("--merge", default=None, metavar="CSV",
+                    help="keep the rows of an earlier run's CSV for the methods not run now "
+                         "(same data sets and splits: every split is seeded)")
     ap.add_argument("--report", default=None, metavar="CSV",
                     help="only print (and write as markdown) the tables of an earlier run's CSV")
     args = ap.parse_args()
@@ -729,6 +760,10 @@ def main() -> None:
         rows.extend(issue_case(methods))
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
+    if args.merge:
+        old = pd.read_csv(args.merge)
+        old = old[~old["method"].isin(methods + [m + "_allrows" for m in methods])]
+        df = pd.concat([old, df], ignore_index=True)
     for c in ("error", "coverage", "warnings", "info"):
         if c not in df:
             df[c] = np.nan

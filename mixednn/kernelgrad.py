@@ -7,7 +7,7 @@ the matrix ``B`` with ``d l / d theta = <dK/d theta, B>_F`` at the profiled opti
 (:func:`reml_gradient_matrix`; derivation in :mod:`mixednn.hyper`), and the reverse-mode
 pass that turns the two into the gradient (:func:`kernel_gradient`).
 
-Differentiable closed forms exist for ``relu``, ``leaky_relu``, ``abs``, ``erf`` and
+Differentiable closed forms exist for ``relu``, ``leaky_relu``, ``abs``, ``erf``, ``sin`` and
 ``identity`` (:data:`DIFFERENTIABLE`).  torch is imported when a function runs.
 """
 

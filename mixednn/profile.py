@@ -542,26 +542,48 @@ class SpectralProfile:
         """
         bounds = self.search_bounds()
         ppd = points_per_decade or getattr(criterion, "points_per_decade", 12)
-        value = lambda t: float(criterion.value(t))  # noqa: E731
+        coarse_to_fine = getattr(criterion, "coarse_to_fine", False) and ppd > 1
+        if coarse_to_fine:
+            # an expensive criterion (K-fold: O(n^3 / k) per t) is evaluated once per t:
+            # the coarse grid, the fine grid and the Brent search share their values
+            cache: dict[float, float] = {}
+
+            def value(t: float) -> float:
+                if t not in cache:
+                    cache[t] = float(criterion.value(t))
+                return cache[t]
+
+            def values(ts: np.ndarray) -> np.ndarray:
+                return np.array([value(float(t)) for t in ts])
+        else:
+            value = lambda t: float(criterion.value(t))  # noqa: E731
+            values = criterion.values
 
         def search(b: tuple[float, float], per_decade: int, xatol: float = 1e-6,
                    maxiter: int = 200) -> SearchOutcome:
-            return search_log_t(value, criterion.values, b, per_decade, xatol=xatol,
-                                maxiter=maxiter, zero_wins_ties=False)
+            return search_log_t(value, values, b, per_decade, xatol=xatol, maxiter=maxiter,
+                                zero_wins_ties=False)
 
         out = None
-        if getattr(criterion, "coarse_to_fine", False) and ppd > 1:
-            # an expensive criterion (K-fold: O(n^3 / k) per t) is located on one point per
-            # decade over the whole range, then searched at full density within +-1.5
-            # decades of that point; a minimum on the window's edge repeats the full search
-            coarse = search(bounds, 1, xatol=0.5, maxiter=3)  # only locates the minimum
-            if not coarse.boundary and not coarse.at_upper:
+        if coarse_to_fine:
+            # located first -- by a cheaper criterion's minimum on two points per decade
+            # (``criterion.locator``), else by this one's on one point per decade -- then
+            # searched at full density within +-1.5 decades of that point.  A minimum on
+            # the window's edge (or, located by a proxy, at t = 0) repeats the full search
+            locator = getattr(criterion, "locator", None)
+            coarse = log_grid(bounds, 2 if locator is not None else 1)
+            vals = np.asarray(locator.values(coarse) if locator is not None
+                              else values(coarse), dtype=float)
+            vals = np.where(np.isfinite(vals), vals, np.inf)
+            i = int(np.argmin(vals))
+            v_zero = locator.value(0.0) if locator is not None else value(0.0)
+            if vals[i] < v_zero and i < coarse.size - 1:
                 lo, hi = bounds
-                win = (max(lo, coarse.t / 10 ** 1.5), min(hi, coarse.t * 10 ** 1.5))
+                win = (max(lo, coarse[i] / 10 ** 1.5), min(hi, coarse[i] * 10 ** 1.5))
                 fine = search(win, ppd)
                 inner = fine.grid.size > 2 and 0 < int(np.argmin(fine.grid_values)) \
                     < fine.grid.size - 1
-                if fine.boundary or inner:
+                if inner or (fine.boundary and locator is None):
                     out = fine
         if out is None:
             out = search(bounds, ppd)

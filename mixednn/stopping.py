@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 from scipy import stats
+from scipy.linalg.blas import dsyrk as _syrk
 
 from .profile import TimeEstimate, check_complete_spectrum
 from .smoother import SmootherData
@@ -242,7 +243,8 @@ class KFold(_Criterion):
 
     name = "kfold"
     points_per_decade = 4
-    #: the search locates the minimum on a coarse grid first (each t costs O(n^3 / k))
+    #: each t costs O(n^3 / k): the search locates the minimum first (with ``locator``),
+    #: then searches at full density near it
     coarse_to_fine = True
 
     def __init__(self, data: SmootherData, folds: Any = 10, seed: int = 0):
@@ -262,6 +264,9 @@ class KFold(_Criterion):
                 raise ValueError("explicit folds must be at least two disjoint index arrays "
                                  f"covering every row 0..{n - 1} exactly once")
             self.folds = fl
+        #: leave-one-out on the same data (O(n^2) per t) locates the window of the K-fold
+        #: search: both estimate the same prediction error, K-fold with smaller training sets
+        self.locator = LeaveOneOut(data)
 
     def residuals(self, t: float) -> np.ndarray:
         """Held-out prediction errors of every row (from its fold's refit) at t."""
@@ -271,12 +276,21 @@ class KFold(_Criterion):
             return np.full(data.nobs, np.inf)
         U = data.eigenvector_matrix()
         _, e, EXR = data.data_basis(t, pr)
-        w = pr["w"]
+        # M_FF = (U_F W^{1/2})(U_F W^{1/2})^T - ...: a rank-k update (syrk, half the flops of
+        # a general product), over the modes whose weight is not exactly zero
+        sw = np.sqrt(pr["w"])
+        keep = np.flatnonzero(sw)
+        Uk, swk = (U, sw) if keep.size == sw.size else (U[:, keep], sw[keep])
         out = np.empty(data.nobs)
         for F in self.folds:
-            UF = U[F]
-            MFF = (UF * w) @ UF.T - EXR[F] @ EXR[F].T
+            A = Uk[F]
+            A *= swk
+            # A.T is Fortran-ordered: syrk reads it in place; only the lower triangle is
+            # formed, and only the lower triangle is read by the Cholesky factorisation
+            MFF = _syrk(1.0, A.T, trans=1, lower=1)
+            MFF -= EXR[F] @ EXR[F].T
             if data.complement == "identity":
+                UF = U[F]
                 MFF += np.eye(F.size) - UF @ UF.T
             try:
                 c = scipy.linalg.cho_factor(MFF, lower=True, check_finite=False)

@@ -28,7 +28,7 @@ def hp_data():
     return {"Z": Z, "X": X, "y": y, "n": n}
 
 
-@pytest.mark.parametrize("act", ["relu", "erf", "identity", "abs"])
+@pytest.mark.parametrize("act", ["relu", "erf", "sin", "identity", "abs"])
 @pytest.mark.parametrize("bias", [0.0, 0.4])
 def test_torch_ntk_equals_analytic_kernel(hp_data, act, bias):
     Z = hp_data["Z"]
@@ -66,7 +66,7 @@ def test_gradient_matrix_is_the_derivative_along_any_kernel_direction(hp_data):
         assert np.sum(D * B) == pytest.approx(fd, rel=1e-5)
 
 
-@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("act", ["relu", "erf", "sin"])
 def test_hyperparameter_gradient_equals_finite_differences(hp_data, act):
     Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
     net = mn.MLP(depth=2, activation=act)
@@ -173,3 +173,117 @@ def test_extra_starts_never_lower_the_maximum_and_are_validated(hp_data):
     assert three.llf >= one.llf - 1e-9
     with pytest.raises(ValueError, match="starts"):
         optimize_kernel(m, input_scales="ard", starts=0)
+
+
+def test_screened_starts(hp_data):
+    """``screen`` evaluates candidate starts by likelihood alone and starts the optimiser
+    from the best ``starts`` of them; ``screen <= starts`` screens nothing."""
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=1, activation="sin", bias_std=1.0))
+    kw = dict(input_scales="ard", bias_std=True, maxiter=15)
+    plain = optimize_kernel(m, **kw, starts=2)
+    same = optimize_kernel(m, **kw, starts=2, screen=2)
+    assert same.llf == plain.llf and np.allclose(same.scales, plain.scales)
+    screened = optimize_kernel(m, **kw, screen=10)
+    # the start, nine screened candidates, then the optimiser from the best of the ten
+    # (which is never worse than the start)
+    assert screened.cost["evaluations"] >= 11
+    assert screened.llf >= screened.llf_start
+    for bad in (-1, 1.5, True, "16"):
+        with pytest.raises(ValueError, match="screen"):
+            optimize_kernel(m, **kw, screen=bad)
+
+
+def test_activations_compared_by_aic(hp_data):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=1, bias_std=0.5))
+    opt = optimize_kernel(m, input_scales="ard", bias_std=True, activations=("relu", "sin"),
+                          maxiter=15)
+    tab = opt.table
+    assert list(tab.index) == [("relu", 1), ("sin", 1)]
+    # relu is homogeneous in (scales, bias): d identified parameters; sin: d + 1
+    assert tab.loc[("relu", 1), "n_params"] == 3 and tab.loc[("sin", 1), "n_params"] == 4
+    assert np.allclose(tab["aic"], -2 * tab["llf"] + 2 * (X.shape[1] + 2 + tab["n_params"]))
+    best = tab["aic"].idxmin()
+    assert (opt.activation, opt.depth) == best and opt.llf == tab.loc[best, "llf"]
+    assert opt.network.net.activation == opt.activation
+    # each activation alone gives its own row of the comparison
+    for act in ("relu", "sin"):
+        alone = optimize_kernel(m, input_scales="ard", bias_std=True, activations=[act],
+                                maxiter=15)
+        assert alone.llf == pytest.approx(tab.loc[(act, 1), "llf"], rel=1e-12)
+        assert list(alone.table.index) == [1] and alone.activation == act
+    res = opt.fit(t_method="reml")
+    assert res.llf == pytest.approx(opt.llf, rel=1e-8)
+    with pytest.raises(ValueError, match="Unknown activation"):
+        optimize_kernel(m, activations=("relu", "swish"))
+    with pytest.raises(ValueError, match="distinct"):
+        optimize_kernel(m, activations=("relu", "ReLU"))
+    with pytest.raises(NotImplementedError, match="tanh"):
+        optimize_kernel(m, activations=("tanh",))
+
+
+def test_sin_network_is_a_gaussian_kernel_with_large_bias():
+    """With a large bias variance the first sin layer's NNGP kernel is the RBF kernel
+    exp(-w^2 |x - x'|^2 / (2 d)) / 2 (docs/model.md section 5)."""
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(20, 3))
+    net = mn.MLP(depth=1, activation="sin", weight_std=1.3, bias_std=4.0)
+    D2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
+    # the readout layer: weight variance times E[sin a sin b], plus its bias variance
+    rbf = 1.3 ** 2 * 0.5 * np.exp(-1.3 ** 2 * D2 / (2 * 3)) + 4.0 ** 2
+    assert np.allclose(net.nngp(Z), rbf, rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def interaction_data():
+    rng = np.random.default_rng(0)
+    n = 120
+    Z = rng.normal(size=(n, 3))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    noise = 0.3 * rng.normal(size=n)
+    return {"Z": Z, "X": X, "signal": X @ [1.0, 0.5] + np.sin(2 * Z[:, 0]) * Z[:, 1] + noise,
+            "linear": X @ [1.0, 0.5] + 0.4 * Z[:, 0] + noise, "n": n}
+
+
+def test_choose_kernel_keeps_the_ard_kernel_when_it_earns_its_parameters(interaction_data):
+    d = interaction_data
+    m = mn.MixedLMNTK(d["signal"], d["X"], d["Z"])
+    choice = mn.hyper.choose_kernel(m)
+    tab = choice.table
+    assert list(tab.index) == ["start", "ard_sin"] and choice.criterion == "bic"
+    assert tab.loc["start", "n_params"] == 0 and tab.loc["ard_sin", "n_params"] == 4
+    k = m.k_fe + 2 + tab["n_params"]
+    assert np.allclose(tab["bic"], -2 * tab["llf"] + np.log(d["n"]) * k)
+    assert np.allclose(tab["aic"], -2 * tab["llf"] + 2 * k)
+    assert choice.chosen == tab["bic"].idxmin() == "ard_sin" and tab["chosen"].sum() == 1
+    # the candidates are the two REML fits on all rows
+    assert tab.loc["start", "llf"] == pytest.approx(m.fit(t_method="reml").llf, rel=1e-10)
+    assert choice.results.llf == pytest.approx(tab.loc["ard_sin", "llf"], rel=1e-12)
+    assert choice.fit().llf == pytest.approx(choice.results.llf, rel=1e-10)
+    assert choice.model.kernel_source.network.activation == "sin"
+    assert choice.scales is not None and choice.scales.iloc[2] < choice.scales.iloc[:2].min()
+    # the test of t = 0 uses the model's own kernel, fixed in advance
+    own = m.fit(t_method="reml").score_test()
+    assert choice.score_test().pvalue == pytest.approx(own.pvalue, rel=1e-10)
+
+
+def test_choose_kernel_keeps_the_plain_kernel_without_structure_to_find(interaction_data):
+    d = interaction_data
+    m = mn.MixedLMNTK(d["linear"], d["X"], d["Z"])
+    choice = mn.hyper.choose_kernel(m, criterion="BIC")
+    assert choice.chosen == "start" and choice.scales is None and choice.model is m
+    assert choice.results.llf == pytest.approx(choice.table.loc["start", "llf"], rel=1e-12)
+    aic = mn.hyper.choose_kernel(m, criterion="aic")
+    assert aic.chosen == aic.table["aic"].idxmin()
+    with pytest.raises(ValueError, match="criterion"):
+        mn.hyper.choose_kernel(m, criterion="cv")
+
+
+def test_hyper_docstring_examples_run():
+    import doctest
+
+    import mixednn.hyper
+
+    out = doctest.testmod(mixednn.hyper, optionflags=doctest.ELLIPSIS)
+    assert out.attempted >= 8 and out.failed == 0

@@ -228,7 +228,7 @@ def test_torch_activations_match_numpy():
 COVS = [(1.0, 0.3, 0.8), (0.5, -0.35, 0.7), (2.0, 1.9, 2.1), (0.3, 0.0, 1.2)]
 
 
-@pytest.mark.parametrize("activation", ["tanh", "gelu", "softplus", "sigmoid", "erf", "relu"])
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "softplus", "sigmoid", "erf", "relu", "sin"])
 def test_dual_activation_vs_monte_carlo(activation):
     act = ACTIVATIONS[activation]
     phi, dphi = act.phi, act.dphi
@@ -255,7 +255,8 @@ def _grid():
 
 @pytest.mark.parametrize(
     "activation,tol",
-    [("erf", 1e-8), ("gelu", 1e-8), ("tanh", 1e-8), ("sigmoid", 1e-8), ("softplus", 5e-8)],
+    [("erf", 1e-8), ("gelu", 1e-8), ("tanh", 1e-8), ("sigmoid", 1e-8), ("softplus", 5e-8),
+     ("sin", 1e-10)],
 )
 def test_closed_forms_agree_with_quadrature(activation, tol):
     k11, k12, k22 = _grid()
@@ -430,7 +431,7 @@ def test_quadrature_option_cross_checks_closed_forms(X20):
 
 def test_activation_registry_names_and_aliases():
     assert sorted(ACTIVATIONS) == ["abs", "erf", "gelu", "identity", "leaky_relu", "linear",
-                                   "relu", "sigmoid", "softplus", "tanh"]
+                                   "relu", "sigmoid", "sin", "softplus", "tanh"]
     for key, act in ACTIVATIONS.items():
         assert key in act.names and get_activation(key) is act
         assert callable(act.phi) and callable(act.dphi) and callable(act.torch_fn)

@@ -122,6 +122,44 @@ def test_kfold_equals_explicit_refits(small):
     assert kf2.value(t) == pytest.approx(kf.value(t), rel=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kfold_search_equals_the_full_grid_search(seed):
+    """The K-fold search (a window located by leave-one-out, full density inside it) finds
+    the minimum of the plain search over the whole range."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    Z = rng.normal(size=(n, 2))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, -0.5] + np.sin(2 * Z[:, 0]) * (seed + 1) / 2 + 0.3 * rng.normal(size=n)
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=2))
+    data = SmootherData.from_model(m)
+
+    class FullKFold(KFold):
+        coarse_to_fine = False
+
+    quick = m.profile.minimize_criterion(KFold(data, folds=5, seed=1))
+    full = m.profile.minimize_criterion(FullKFold(data, folds=5, seed=1))
+    assert quick.t == pytest.approx(full.t, rel=1e-5)
+    assert quick.value == pytest.approx(full.value, rel=1e-10)
+
+
+def test_kfold_where_mode_weights_underflow(small):
+    """At a t where exp(-t lam) underflows for the leading modes (their columns are skipped
+    in the fold systems), the residuals are M_FF^{-1} (M y)_F of the definition."""
+    m, y, X, K = small["model"], small["model"].endog, small["X"], small["K"]
+    lam, U = np.linalg.eigh(K)
+    t = 300.0
+    w = np.exp(-t * (lam - lam.min()))  # M_t up to a constant factor (residuals invariant)
+    assert np.sum(w < 1e-250) >= 1 and np.sum(w > 1e-3) >= 10
+    E = (U * w) @ U.T
+    M = E - E @ X @ np.linalg.solve(X.T @ E @ X, X.T @ E)
+    kf = KFold(SmootherData.from_model(m), folds=4, seed=3)
+    expect = np.empty(y.size)
+    for F in kf.folds:
+        expect[F] = np.linalg.solve(M[np.ix_(F, F)], (M @ y)[F])
+    assert np.allclose(kf.residuals(t), expect, rtol=1e-7, atol=1e-9)
+
+
 def test_low_rank_basis_criteria_equal_dense(small):
     """K = Phi Phi^T with m < n: weight 1 outside the features (rest_gram path)."""
     rng = np.random.default_rng(2)

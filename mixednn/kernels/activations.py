@@ -176,6 +176,12 @@ def _torch_identity(x: Tensor) -> Tensor:
     return x
 
 
+def _torch_sin(x: Tensor) -> Tensor:
+    import torch
+
+    return torch.sin(x)
+
+
 # ---------------------------------------------------------------------------
 # Base functions h of the quadrature decomposition (see DualForm).  Each
 # returns (h(B), h'(B)) (or the second output that DualForm.dh_affine maps to
@@ -205,6 +211,11 @@ def _h_erf(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
         np.exp(d, out=d)
         d *= 2.0 / math.sqrt(_PI)
     return _sp_erf(B, out=B), d
+
+
+def _h_sin(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    d = np.cos(B) if want_d else None
+    return np.sin(B, out=B), d
 
 
 def _h_gelu_even(B: np.ndarray, want_d: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -296,12 +307,13 @@ class DualForm:
 
     Attributes
     ----------
-    closed : {"abrelu", "erf", "erfmix", "softplusmix", "gelu", "identity"} or None
+    closed : {"abrelu", "erf", "erfmix", "softplusmix", "gelu", "sin", "identity"} or None
         The closed form: arc-cosine kernel of a two-slope ReLU (Cho & Saul
         2009), Williams' (1997) arcsine kernel, the erf mixture of
         :data:`TANH_ERF_WEIGHTS` / :data:`TANH_ERF_RATES` (tanh, sigmoid), its
-        antiderivative (softplus), the GELU form of Tsuchida et al. (2021), or
-        the identity; ``None``: quadrature only.
+        antiderivative (softplus), the GELU form of Tsuchida et al. (2021), the
+        Gaussian-characteristic-function form of ``sin``, or the identity;
+        ``None``: quadrature only.
     h : callable ``(B, want_d) -> (h(B), second)`` or None
         Base function of the quadrature decomposition (may overwrite ``B``);
         ``second`` is mapped to ``h'(B)`` by ``dh_affine``.  ``None`` for the
@@ -413,6 +425,11 @@ _RECORDS: tuple[Activation, ...] = (
             slopes=(LEAKY_SLOPE, 1.0),
         ),
         _torch_leaky, description=f"max(x, {LEAKY_SLOPE:g} x)",
+    ),
+    Activation(
+        "sin", np.sin, np.cos, DualForm("sin", _h_sin), _torch_sin,
+        description="sin(x) (stax.Sin(a=1, b=1, c=0)); with a large bias variance "
+        "its first layer's kernel is a Gaussian (RBF) kernel",
     ),
     Activation(
         "identity", _identity, _one, DualForm("identity", None, lin=1.0, gamma=0.0),

@@ -24,6 +24,9 @@ Closed forms (keys of :data:`CLOSED_STEPS`, the ``closed`` field of an activatio
 * ``"softplusmix"`` -- softplus as the antiderivative of the sigmoid mixture (Price's
   theorem);
 * ``"gelu"`` -- the closed form of ``neural_tangents.stax.Gelu`` (Tsuchida et al. 2021);
+* ``"sin"`` -- ``E[sin a sin b] = exp(-(q1 + q2) / 2) sinh(k)`` and
+  ``E[cos a cos b] = exp(-(q1 + q2) / 2) cosh(k)`` (the Gaussian characteristic
+  function; ``neural_tangents.stax.Sin``);
 * ``"identity"``.
 
 Gauss--Hermite quadrature of the same expectations is in
@@ -340,6 +343,38 @@ def _step_gelu(
     return K, T
 
 
+def _step_sin(
+    spec: DualForm, K: np.ndarray, T: np.ndarray | None, Q1: Any, Q2: Any, sw2: float,
+    sb2: float, unit_diag: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    # E[sin a sin b] = (E cos(a - b) - E cos(a + b)) / 2 with Var(a -+ b) = q1 + q2 -+ 2k;
+    # the two exponentials, not exp(-(q1 + q2)/2) sinh(k), so nothing overflows
+    D = np.add(Q1, Q2)
+    D = np.array(np.broadcast_to(D, K.shape))
+    M = np.subtract(D, 2.0 * K)  # Var(a - b) >= 0
+    if unit_diag:  # the same input on both sides: a = b exactly
+        if M.ndim == 1:
+            M[:] = 0.0
+        else:
+            np.fill_diagonal(M, 0.0)
+    np.maximum(M, 0.0, out=M)
+    M *= -0.5
+    np.exp(M, out=M)
+    P = np.add(D, 2.0 * K, out=D)
+    P *= -0.5
+    np.exp(P, out=P)
+    if T is not None:  # sin' = cos: E[cos a cos b] = (Em + Ep) / 2
+        T *= 0.5 * sw2
+        T *= np.add(M, P)
+    np.subtract(M, P, out=K)
+    K *= 0.5 * sw2
+    if sb2:
+        K += sb2
+    if T is not None:
+        T += K
+    return K, T
+
+
 def _step_identity(
     spec: DualForm, K: np.ndarray, T: np.ndarray | None, Q1: Any, Q2: Any, sw2: float,
     sb2: float, unit_diag: bool = False,
@@ -363,5 +398,6 @@ CLOSED_STEPS: dict[str, Step] = {
     "erfmix": _step_erfmix,
     "softplusmix": _step_softplusmix,
     "gelu": _step_gelu,
+    "sin": _step_sin,
     "identity": _step_identity,
 }

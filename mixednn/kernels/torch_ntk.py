@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DIFFERENTIABLE", "ntk_torch"]
 
 #: Activations whose NTK recursion is implemented differentiably.
-DIFFERENTIABLE = ("relu", "leaky_relu", "abs", "erf", "identity", "linear")
+DIFFERENTIABLE = ("relu", "leaky_relu", "abs", "erf", "sin", "identity", "linear")
 _SLOPES = {"relu": (0.0, 1.0), "abs": (-1.0, 1.0), "leaky_relu": (0.01, 1.0)}
 
 
@@ -88,6 +88,8 @@ def _step_diag(act: str, q, sw2: float, sb2: float):
         return sw2 * (a * a + b * b) / 2 * q + sb2
     if act == "erf":
         return sw2 * (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)) + sb2
+    if act == "sin":
+        return sw2 * 0.5 * -torch.expm1(-2 * q) + sb2
     return sw2 * q + sb2  # identity
 
 
@@ -157,6 +159,13 @@ def ntk_torch(Z1: "torch.Tensor", Z2: "torch.Tensor | None", net: MLP, scales: "
             U = torch.clamp(2 * S * R, -1.0, 1.0)
             EP = (2 / math.pi) * torch.arcsin(U)
             ED = (4 / math.pi) * R / torch.sqrt(1 - U * U)
+        elif act == "sin":
+            D = q1[:, None] + q2[None, :]
+            M = torch.clamp(D - 2 * S, min=0.0)
+            if eye is not None:
+                M = torch.where(eye, torch.zeros_like(M), M)
+            Em, Ep = torch.exp(-0.5 * M), torch.exp(-0.5 * (D + 2 * S))
+            EP, ED = 0.5 * (Em - Ep), 0.5 * (Em + Ep)
         else:
             EP, ED = S, torch.ones_like(S)
         S = sw2 * EP + sb2
