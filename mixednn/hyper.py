@@ -541,10 +541,9 @@ class _DepthSearch:
         base = MLP(depth=depth, activation=net.activation, weight_std=net.weight_std,
                    bias_std=self.b_fixed)
         x0 = par.start(self.b0, self.bounds)
-        n_evals = [0]
+        evals_before = self.cost["evaluations"]
 
         def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
-            n_evals[0] += 1
             return self._negative_llf(base, x)
 
         start_ev = self._evaluate(base, x0, gradient=False)
@@ -565,7 +564,7 @@ class _DepthSearch:
         k_par = par.n_params(x0.size)
         row = {"depth": depth, "llf": l_hat, "llf_start": start_ev.llf,
                "n_params": k_par, "aic": -2 * l_hat + 2 * (self.k_fe + 2 + k_par),
-               "bias_std": b_hat, "evals": n_evals[0] + 1}
+               "bias_std": b_hat, "evals": self.cost["evaluations"] - evals_before}
         return row, (l_hat, depth, ls, b_hat, start_ev.llf)
 
     def _starting_points(self, base: MLP, x0: np.ndarray, l0: float,
@@ -579,7 +578,8 @@ class _DepthSearch:
                         for _ in range(n_cand - 1)]
         if n_cand == self.starts:  # nothing to screen
             return cands
-        llf = [l0] + [self._evaluate(base, x, gradient=False).llf for x in cands[1:]]
+        llf = [l0] + [self._timed(self._evaluate(base, x, gradient=False)).llf
+                      for x in cands[1:]]
         llf = [v if np.isfinite(v) else -np.inf for v in llf]
         order = np.argsort(llf)[::-1][:self.starts]
         return [cands[i] for i in order]
@@ -589,11 +589,15 @@ class _DepthSearch:
         return profiled_loglike_and_grad(self.Z, self.y, self.X, base, *self.par.unpack(x),
                                          self.reml, gradient=gradient)
 
-    def _negative_llf(self, base: MLP, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``-llf`` and its gradient in ``x`` (the objective of L-BFGS-B)."""
-        ev = self._evaluate(base, x, gradient=x.size > 0)
+    def _timed(self, ev: _Eval) -> _Eval:
+        """``ev``, its seconds added to the cost by part."""
         for k_, v in ev.seconds.items():
             self.cost[k_] += v
+        return ev
+
+    def _negative_llf(self, base: MLP, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``-llf`` and its gradient in ``x`` (the objective of L-BFGS-B)."""
+        ev = self._timed(self._evaluate(base, x, gradient=x.size > 0))
         if not np.isfinite(ev.llf):
             return 1e300, np.zeros_like(x)
         g = ev.grad.copy() if ev.grad is not None else np.zeros_like(x)
@@ -720,18 +724,16 @@ def choose_kernel(model: "MixedLMNTK", *, criterion: str = "bic", reml: bool = T
     if crit not in ("bic", "aic"):
         raise ValueError(f"criterion must be 'bic' or 'aic', got {criterion!r}")
     rule = "reml" if reml else "ml"
-    fits = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fits["start"] = model.fit(reml=reml, t_method=rule)
-    notes = {"start": caught}
+    # the search first: it refuses the models it cannot tune before anything is fitted
     search = optimize_kernel(with_network(model, SIN_NETWORK), input_scales="ard",
                              bias_std=True, reml=reml, subsample=subsample, seed=seed,
                              screen=screen, starts=starts, maxiter=maxiter)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fits["ard_sin"] = search.fit(t_method=rule)
-    notes["ard_sin"] = caught
+    fits, notes = {}, {}
+    for name, cand in (("start", model), ("ard_sin", search.model)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fits[name] = cand.fit(reml=reml, t_method=rule)
+        notes[name] = caught
     n_hyper = {"start": 0, "ard_sin": int(search.table["n_params"].iloc[0])}
     n = model.nobs
     rows = []

@@ -188,6 +188,7 @@ def test_screened_starts(hp_data):
     # the start, nine screened candidates, then the optimiser from the best of the ten
     # (which is never worse than the start)
     assert screened.cost["evaluations"] >= 11
+    assert screened.table["evals"].iloc[0] == screened.cost["evaluations"]  # all counted
     assert screened.llf >= screened.llf_start
     for bad in (-1, 1.5, True, "16"):
         with pytest.raises(ValueError, match="screen"):
@@ -278,6 +279,13 @@ def test_choose_kernel_keeps_the_plain_kernel_without_structure_to_find(interact
     assert aic.chosen == aic.table["aic"].idxmin()
     with pytest.raises(ValueError, match="criterion"):
         mn.hyper.choose_kernel(m, criterion="cv")
+    # models the search cannot tune are refused by name, before anything is fitted
+    w = mn.MixedLMNTK(d["linear"], d["X"], d["Z"], weights=np.full(d["n"], 2.0))
+    with pytest.raises(NotImplementedError, match="weights"):
+        mn.hyper.choose_kernel(w)
+    K = mn.MLP().ntk(d["Z"])
+    with pytest.raises(ValueError, match="no network inputs"):
+        mn.hyper.choose_kernel(mn.MixedLMNTK(d["linear"], d["X"], kernel=K))
 
 
 def test_hyper_docstring_examples_run():
