@@ -287,7 +287,7 @@ class KFold(_Criterion):
             A *= swk
             # A.T is Fortran-ordered: syrk reads it in place; only the lower triangle is
             # formed, and only the lower triangle is read by the Cholesky factorisation
-            MFF = _syrk(1.0, A.T, trans=1, lower=1)
+            MFF = _syrk(1.0, A.T, trans=1, lower=1) if keep.size else np.zeros((F.size,) * 2)
             MFF -= EXR[F] @ EXR[F].T
             if data.complement == "identity":
                 UF = U[F]

@@ -188,6 +188,15 @@ def test_low_rank_basis_criteria_equal_dense(small):
     for F in kf.folds:
         bk[F] = y[F] - refit_predict(y, X, V, np.setdiff1d(np.arange(n), F), F)
     assert np.allclose(kf.residuals(t), bk, rtol=1e-7, atol=1e-9)
+    # so late that every feature direction's weight underflows: M_t is the complement's
+    t_late = 1e4 / b.eigenvalues.min()
+    assert np.all(np.exp(-t_late * b.eigenvalues) == 0)
+    E = np.eye(n) - b.eigenvectors @ b.eigenvectors.T
+    M = E - E @ X @ np.linalg.solve(X.T @ E @ X, X.T @ E)
+    late = np.empty(n)
+    for F in kf.folds:
+        late[F] = np.linalg.solve(M[np.ix_(F, F)], (M @ y)[F])
+    assert np.allclose(kf.residuals(t_late), late, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("rule", ["gcv", "cp", "loo", "kfold"])
