@@ -158,7 +158,7 @@ def with_network(model: "MixedLMNTK", network: Any) -> "MixedLMNTK":
 
 # ------------------------------------------------------------------------ optimisation
 
-@dataclass
+@dataclass(frozen=True)
 class KernelOptimization:
     """Result of :func:`optimize_kernel`.
 
