@@ -621,7 +621,7 @@ def _chosen_network(model: "MixedLMNTK", net: MLP, depth: int, ls: np.ndarray | 
 SIN_NETWORK = MLP(depth=1, activation="sin", bias_std=1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class KernelChoice:
     """Result of :func:`choose_kernel`: the model's own kernel against the kernel REML chose.
 
@@ -671,6 +671,29 @@ class KernelChoice:
         """Score test of t = 0 with the model's own kernel, fixed before the data chose one
         (see :meth:`KernelOptimization.score_test` for why not the chosen kernel)."""
         return self.start_results.score_test(method, tol=tol)
+
+    def summary(self) -> str:
+        """The comparison as text: one line per candidate, the chosen one marked, then
+        the chosen kernel's scales."""
+        lik = "REML" if self.reml else "ML"
+        tab = self.table[["n_params", "t", "llf", "aic", "bic"]].copy()
+        tab.columns = ["params", "t", f"{lik} llf", "AIC", "BIC"]
+        tab[""] = np.where(self.table["chosen"], "<- chosen", "")
+        lines = [f"Kernel choice by {self.criterion.upper()} ({lik} fits on all "
+                 f"{self.model.nobs} rows; params: kernel hyperparameters estimated)",
+                 tab.to_string(float_format=lambda v: f"{v:.4g}")]
+        if self.scales is not None:
+            lines.append("input scales: " + ", ".join(f"{k}={v:.3g}"
+                                                       for k, v in self.scales.items()))
+        lines.append("test of t = 0: .score_test() (the model's own kernel, fixed in advance)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        delta = float(np.ptp(self.table[self.criterion]))
+        return (f"<KernelChoice: {self.chosen!r} by {self.criterion.upper()} "
+                f"(difference {delta:.1f}); .summary() for the table>")
+
+    __str__ = summary
 
 
 def choose_kernel(model: "MixedLMNTK", *, criterion: str = "bic", reml: bool = True,

@@ -264,6 +264,11 @@ def test_choose_kernel_keeps_the_ard_kernel_when_it_earns_its_parameters(interac
     assert choice.fit().llf == pytest.approx(choice.results.llf, rel=1e-10)
     assert choice.model.kernel_source.network.activation == "sin"
     assert choice.scales is not None and choice.scales.iloc[2] < choice.scales.iloc[:2].min()
+    text = choice.summary()
+    assert str(choice) == text and "Kernel choice by BIC" in text and "<- chosen" in text
+    chosen_line = [ln for ln in text.splitlines() if "<- chosen" in ln][0]
+    assert chosen_line.startswith("ard_sin") and "input scales: z1=" in text
+    assert repr(choice).startswith("<KernelChoice: 'ard_sin' by BIC")
     # the test of t = 0 uses the model's own kernel, fixed in advance
     own = m.fit(t_method="reml").score_test()
     assert choice.score_test().pvalue == pytest.approx(own.pvalue, rel=1e-10)
