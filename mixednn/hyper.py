@@ -423,6 +423,11 @@ def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None,
         raise ValueError(f"input_scales must be 'ard' or None, got {input_scales!r}")
     if model.profile.rest_gram is not None:
         raise NotImplementedError("optimize_kernel needs a dense (full) decomposition")
+    if model.groups is not None:
+        raise NotImplementedError(
+            "optimize_kernel does not support group random effects ((1 | g) terms) yet: its "
+            "REML gradient is that of the network-only model. Choose the kernel on the "
+            "model without the bar terms, then refit with them (mn.hyper.with_network)")
     if model.weights is not None:
         raise NotImplementedError("optimize_kernel does not support precision weights= yet "
                                   "(its REML gradient is that of the unweighted kernel); "
@@ -804,6 +809,10 @@ def compare_kernels(model: "MixedLMNTK", networks: Sequence[Any] | None = None, 
         base = model.network if isinstance(model.network, MLP) else MLP()
         networks = [MLP(depth=dp, activation=a, weight_std=base.weight_std, bias_std=base.bias_std)
                     for a in activations for dp in depths]
+    if model.groups is not None:
+        raise NotImplementedError(
+            "compare_kernels does not support group random effects ((1 | g) terms) yet; "
+            "compare grouped fits with different networks with mn.anova")
     rows = []
     for nw in networks:
         m2 = with_network(model, nw)

@@ -300,3 +300,25 @@ def test_hyper_docstring_examples_run():
 
     out = doctest.testmod(mixednn.hyper, optionflags=doctest.ELLIPSIS)
     assert out.attempted >= 8 and out.failed == 0
+
+
+def test_kernel_searches_refuse_group_effects():
+    """The hyperparameter gradient and the comparison table are those of the network-only
+    model: a model with bar terms is refused by name, not silently optimised without them."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({"g": rng.integers(0, 6, n).astype(str), "x": rng.normal(size=n),
+                       "z1": rng.normal(size=n), "z2": rng.normal(size=n)})
+    df["y"] = df["x"] + np.sin(df["z1"]) + 0.3 * rng.normal(size=n)
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", df, ntk=["z1", "z2"])
+    for call in (lambda: optimize_kernel(m), lambda: mn.hyper.choose_kernel(m),
+                 lambda: compare_kernels(m, depths=(1,), activations=("relu",))):
+        with pytest.raises(NotImplementedError, match=r"group random effects"):
+            call()
+    # the suggested route works: choose on the model without bars, refit with them
+    plain = mn.MixedLMNTK.from_formula("y ~ x", df, ntk=["z1", "z2"])
+    opt = optimize_kernel(plain, maxiter=5)
+    refit = with_network(m, opt.network).fit()
+    assert type(refit).__name__ == "GroupedResults"
