@@ -312,10 +312,12 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
         Candidate starting points screened by their likelihood alone (no gradient, about
         a third of an optimiser step each): the plain kernel and ``screen - 1`` seeded
         random log scales; the ``starts`` best of them start the optimiser.  ``0``
-        (default): no screening, the starts described above.  On the bikeshare and
-        diamonds subsamples of ``benchmarks/bench_peers.py`` (sin, ``bias_std=True``)
-        ``screen=16`` found maxima 20-60 log-likelihood units higher on one split in
-        three, at about 1.2 times the cost.
+        (default): no screening, the starts described above.  On three 500-row
+        subsamples each of bikeshare and diamonds (``benchmarks/bench_peers.py``; sin,
+        ``bias_std=True``) ``screen=16`` reached a higher maximum on 3 of the 6 (by 54-142
+        log-likelihood units), the same on 2 and a lower one on 1 (by 61), at 0.95-1.1
+        times the cost: it chooses better starting points, it cannot promise the global
+        maximum.
 
     Returns
     -------
