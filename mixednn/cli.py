@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import datasets
+from .hyper import choose_kernel
 from .kernels import MLP
 from .model import MixedLMNTK
 
@@ -235,14 +236,24 @@ def _fit(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise _fail(_model_argument(str(exc.args[0]) if exc.args else str(exc), args),
                     exc) from None
+    choice = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = model.fit(reml=not args.ml, t_method=args.t_method)
+            if args.choose_kernel:
+                choice = choose_kernel(model, reml=not args.ml)
+                res = choice.results if args.t_method is None \
+                    else choice.fit(t_method=args.t_method)
+            else:
+                res = model.fit(reml=not args.ml, t_method=args.t_method)
             if args.json:
-                tests = zero_tests(res, lr_null=args.lr_null, nsim=args.nsim, seed=args.seed)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _fail(None, exc) from None
+                # with a chosen kernel the tests of t = 0 use the network's own kernel, fixed
+                # before the data chose one (a test on the chosen kernel is anticonservative)
+                tests = zero_tests(res if choice is None else choice.start_results,
+                                   lr_null=args.lr_null, nsim=args.nsim, seed=args.seed)
+        except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+            raise _fail("--choose-kernel" if isinstance(exc, NotImplementedError) else None,
+                        exc) from None
     if args.json:
         def num(v):  # JSON has no NaN or infinity
             return float(v) if v is not None and math.isfinite(v) else None
@@ -265,11 +276,24 @@ def _fit(args: argparse.Namespace) -> int:
             "tests_t0": {rec["test"]: {k: (num(v) if isinstance(v, float) else v)
                                        for k, v in rec.items() if k not in ("test", "label")}
                          for rec in tests},
-            "network": model.kernel_source.description,
+            "network": (model if choice is None else choice.model).kernel_source.description,
             "warnings": [str(w.message) for w in caught],
         }
-        print(json.dumps(out, indent=2))
+        if choice is not None:
+            out["kernel_choice"] = {
+                "criterion": choice.criterion, "chosen": choice.chosen,
+                "candidates": {name: {k: (num(v) if isinstance(v, float) else v)
+                                      for k, v in row.items()}
+                               for name, row in choice.table.to_dict("index").items()},
+                "scales": None if choice.scales is None else choice.scales.to_dict(),
+                "tests_t0_kernel": "the network's own kernel, fixed before the choice",
+            }
+        print(json.dumps(out, indent=2, default=lambda v: v.item() if hasattr(v, "item")
+                         else str(v)))
     else:
+        if choice is not None:
+            print(choice.summary())
+            print()
         print(res.summary())
         for w in caught:
             print(f"note: {w.message}")
@@ -326,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rule for the training time t (default: the likelihood's t, with a "
                           "prediction check as a diagnostic; auto = let that check replace it "
                           "by GCV's t)")
+    fit.add_argument("--choose-kernel", action="store_true",
+                     help="the headline workflow: compare the network's kernel with an ARD "
+                          "sin kernel (per-input scales and bias std by REML) by BIC, and fit "
+                          "the chosen one (mixednn.hyper.choose_kernel)")
     fit.add_argument("--json", action="store_true",
                      help="print results as JSON, with the coefficient intervals and the "
                           "tests of t = 0")

@@ -30,11 +30,12 @@ from .hypotheses import TestResult
 from .numerics import flow_filter, flow_variance_filter
 from .profile import SpectralProfile
 from .checks import plain_dtypes
+from .exceptions import warn_at_caller
 from .newrows import rebuild_exog
 from .prediction import NewRows, check_alpha, check_interval, interval_frame
 from .quadform import QuadraticForm
 from .results import WaldFixedEffects
-from .summary import build_group_summary
+from .summary import build_group_summary, estimated_kernel_note
 
 __all__ = ["GroupedResults", "score_test_t0"]
 
@@ -105,8 +106,16 @@ class GroupedResults(WaldFixedEffects):
     # ------------------------------------------------------------- variance components
     @property
     def df_modelwc(self) -> int:
-        """Parameters: fixed effects, theta, t (with a network) and s2 (lme4's df)."""
-        return self.k_fe + self.groups.n_theta + int(self.has_network) + 1
+        """Parameters: fixed effects, theta, t (with a network) and s2 (lme4's df), and the
+        kernel hyperparameters estimated from y (``mixednn.hyper``; usually 0)."""
+        return self.k_fe + self.groups.n_theta + int(self.has_network) + 1 \
+            + self.kernel_estimated_params
+
+    @property
+    def kernel_estimated_params(self) -> int:
+        """Kernel hyperparameters estimated from y (0 for a kernel fixed in advance)."""
+        src = getattr(self.model, "kernel_source", None)
+        return int(getattr(src, "estimated_params", 0)) if self.has_network else 0
 
     @property
     def aic(self) -> float:
@@ -366,6 +375,8 @@ class GroupedResults(WaldFixedEffects):
         """
         if not self.has_network:
             raise ValueError("the score test of t = 0 needs a network in the model")
+        if self.kernel_estimated_params:
+            warn_at_caller(estimated_kernel_note(self.kernel_estimated_params))
         return score_test_t0(self.profile, self.reml)
 
     def lr_test(self, nsim: int = 200, seed: Any = None) -> TestResult:

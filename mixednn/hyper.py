@@ -105,13 +105,16 @@ class ScaledInputsMLP:
     True
     """
 
-    def __init__(self, net: MLP, scales: Any, names: Sequence[str] | None = None):
+    def __init__(self, net: MLP, scales: Any, names: Sequence[str] | None = None,
+                 estimated_params: int = 0):
         s = np.asarray(scales, dtype=float).ravel()
         if not (np.all(np.isfinite(s)) and np.all(s >= 0)):
             raise ValueError(f"input scales must be finite and non-negative, got {s}")
         self.net = net
         self.scales = s
         self.names = list(names) if names is not None else [f"z{j + 1}" for j in range(s.size)]
+        #: hyperparameters (scales, bias std) estimated from y; 0 for scales given in advance
+        self.estimated_params = int(estimated_params)
 
     def ntk(self, Z1: np.ndarray, Z2: np.ndarray | None = None) -> np.ndarray:
         Z1 = np.asarray(Z1, dtype=float)
@@ -126,7 +129,7 @@ class ScaledInputsMLP:
     def source(self) -> KernelSource:
         """A kernel source for :class:`~mixednn.model.MixedLMNTK` (``network=`` accepts it)."""
         return KernelSource(self.ntk, self.ntk, self.describe(),  # bound methods: picklable
-                            network=self.net)
+                            network=self.net, estimated_params=self.estimated_params)
 
 
 def with_network(model: "MixedLMNTK", network: Any) -> "MixedLMNTK":
@@ -376,10 +379,15 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
             cost[k_] = v if k_ == "rows" else cost.get(k_, 0) + v
     cost["seconds"] = time.perf_counter() - t_start
     _, act, (l_hat, depth, ls, b_hat, l_start) = best
-    network, scales = _chosen_network(model, net, depth, ls, b_hat, act)
+    k_hat = int(pd.DataFrame(rows).set_index(["activation", "depth"]).loc[(act, depth),
+                                                                        "n_params"])
+    network, scales = _chosen_network(model, net, depth, ls, b_hat, act, k_hat)
     table = pd.DataFrame(rows)
     table = table.set_index("depth") if len(acts) == 1 else table.set_index(["activation", "depth"])
-    return KernelOptimization(network, with_network(model, network), depth, b_hat, scales, l_hat,
+    # the fitted model's kernel records its estimated hyperparameters (AIC/BIC, tests of t = 0)
+    src = network.source() if isinstance(network, ScaledInputsMLP) else \
+        resolve_kernel(network, None, has_inputs=True).with_estimated_params(k_hat)
+    return KernelOptimization(network, with_network(model, src), depth, b_hat, scales, l_hat,
                               l_start, reml, table, cost, start_model=model, activation=act)
 
 
@@ -612,14 +620,15 @@ class _DepthSearch:
 
 
 def _chosen_network(model: "MixedLMNTK", net: MLP, depth: int, ls: np.ndarray | None,
-                    b_hat: float, activation: str) -> tuple[Any, pd.Series | None]:
-    """The chosen kernel (``ScaledInputsMLP`` with ARD scales) and its scales."""
+                    b_hat: float, activation: str, k_hat: int) -> tuple[Any, pd.Series | None]:
+    """The chosen kernel (``ScaledInputsMLP`` with ARD scales, recording its ``k_hat``
+    estimated hyperparameters) and its scales."""
     chosen = MLP(depth=depth, activation=activation, weight_std=net.weight_std, bias_std=b_hat)
     if ls is None:
         return chosen, None
     names = list(model.data.ntk_names) or [f"z{j + 1}" for j in range(ls.shape[0])]
     scales = pd.Series(np.exp(ls), index=names, name="scale")
-    return ScaledInputsMLP(chosen, np.exp(ls), names), scales
+    return ScaledInputsMLP(chosen, np.exp(ls), names, estimated_params=k_hat), scales
 
 
 #: The network of :func:`choose_kernel`'s search: one ``sin`` layer, whose NTK with a bias

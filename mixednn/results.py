@@ -308,8 +308,15 @@ class MixedLMNTKResults(WaldFixedEffects):
     # --------------------------------------------------------------- model comparison
     @property
     def df_modelwc(self) -> int:
-        """Number of estimated parameters: fixed effects, free-mode coefficients, s2 and t."""
-        return self.k_fe + self.free_modes + 2
+        """Number of estimated parameters: fixed effects, free-mode coefficients, s2, t and
+        the kernel hyperparameters estimated from y (``mixednn.hyper``; 0 for a kernel
+        fixed in advance)."""
+        return self.k_fe + self.free_modes + 2 + self.kernel_estimated_params
+
+    @property
+    def kernel_estimated_params(self) -> int:
+        """Kernel hyperparameters estimated from y (0 for a kernel fixed in advance)."""
+        return int(getattr(self.model.kernel_source, "estimated_params", 0))
 
     @property
     def aic(self) -> float:
@@ -474,7 +481,13 @@ class MixedLMNTKResults(WaldFixedEffects):
         :func:`mixednn.inference.score_test` (methods ``"exact"``, ``"imhof"``,
         ``"davies"``, ``"saddlepoint"``, ``"liu"``, ``"satterthwaite"``, ``"plugin"``,
         ``"plugin-liu"``, ``"plugin-satterthwaite"``, and ``"leading"`` for a Krylov
-        basis without the full spectrum).  Returns a ``TestResult``."""
+        basis without the full spectrum).  Returns a ``TestResult``.
+
+        On a kernel whose hyperparameters were estimated from y the test is
+        anticonservative (docs/tests.md) and a ``UserWarning`` says so: test with the
+        kernel fixed in advance (``KernelChoice.score_test()``)."""
+        if self.kernel_estimated_params:
+            warn_at_caller(summary.estimated_kernel_note(self.kernel_estimated_params))
         return inference.score_test(self, method, tol=tol)
 
     def lr_test(self, method: str = "simulate", nsim: int = 10_000, seed: Any = None):

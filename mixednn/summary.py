@@ -209,6 +209,9 @@ def _notes(res: FitResults) -> list[str]:
     if res.method == "REML":
         notes.append("AIC/BIC under REML follow lme4: compare only models with the same fixed "
                      "effects (refit with fit(reml=False) otherwise).")
+    if getattr(res, "kernel_estimated_params", 0):
+        notes.append(f"AIC/BIC count the kernel's {res.kernel_estimated_params} hyperparameters "
+                     "estimated from y.")
     score_line = _score_line(res)
     return [score_line, *notes] if score_line else notes
 
@@ -249,6 +252,15 @@ def _free_modes_line(res: FitResults) -> str:
 SUMMARY_EXACT_MAX_N = 20_000
 
 
+def estimated_kernel_note(k: int) -> str:
+    """Why a test of t = 0 on a kernel with ``k`` hyperparameters estimated from y is not
+    a valid test, and which test is."""
+    return (f"the kernel's {k} hyperparameters were estimated from these data; they exist only "
+            "when t > 0, so a test of t = 0 on this kernel is anticonservative (docs/tests.md). "
+            "Test with the kernel fixed in advance: KernelChoice.score_test() or "
+            "KernelOptimization.score_test()")
+
+
 def _score_line(res: FitResults) -> str | None:
     # Imhof's integral costs O(m p^2) per evaluation over the m stored eigenvalues (a
     # low-rank basis's n - m zeros are one term with multiplicity); past
@@ -256,6 +268,9 @@ def _score_line(res: FitResults) -> str | None:
     # (its .method says so) and res.score_test() stays available for the exact value.
     # A Krylov basis (decomposition="lanczos") has no spectrum: the leading eigenvalues
     # of (I - H) K (I - H) and exact traces give the null (its .method says so).
+    k_est = getattr(res, "kernel_estimated_params", 0)
+    if k_est:
+        return f"Score test of t = 0: not shown: {estimated_kernel_note(k_est)}."
     prof = res.likelihood_profile
     n_terms = prof.lam.shape[0]
     method = ("leading" if not prof.complete_spectrum

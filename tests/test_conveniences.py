@@ -332,6 +332,28 @@ def test_cli_json_has_the_tests_of_t0_and_the_intervals(csv_path, capsys):
     assert "mixture" in lr["method"]
 
 
+def test_cli_choose_kernel(csv_path, capsys):
+    """``--choose-kernel``: the candidates and the chosen fit; in JSON the choice, and tests
+    of t = 0 with the network's own kernel (the API's ``KernelChoice.score_test``)."""
+    assert main(["fit", str(csv_path), "y ~ x", "--ntk", "~ z", "--choose-kernel"]) == 0
+    text = capsys.readouterr().out
+    assert "Kernel choice by BIC" in text and "<- chosen" in text
+    assert "Mixed Linear Model with a Neural Tangent Kernel" in text
+    assert main(["fit", str(csv_path), "y ~ x", "--ntk", "~ z", "--choose-kernel", "--json",
+                 "--nsim", "50"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    kc = out["kernel_choice"]
+    assert kc["criterion"] == "bic" and set(kc["candidates"]) == {"start", "ard_sin"}
+    assert kc["candidates"][kc["chosen"]]["chosen"] is True
+    df = pd.read_csv(csv_path)
+    choice = mn.hyper.choose_kernel(mn.MixedLMNTK.from_formula("y ~ x", df, ntk="~ z"))
+    assert kc["chosen"] == choice.chosen
+    assert out["llf"] == pytest.approx(choice.results.llf, rel=1e-10)
+    assert out["aic"] == pytest.approx(choice.table.loc[choice.chosen, "aic"], rel=1e-10)
+    assert out["tests_t0"]["score"]["statistic"] == pytest.approx(
+        choice.score_test().statistic, rel=1e-10)
+
+
 @pytest.mark.parametrize("argv, option", [
     (["y ~ x + nope", "--ntk", "~ z"], "argument FORMULA"),
     (["y ~ x", "--ntk", "nope"], "argument --ntk"),

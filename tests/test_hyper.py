@@ -322,3 +322,44 @@ def test_kernel_searches_refuse_group_effects():
     opt = optimize_kernel(plain, maxiter=5)
     refit = with_network(m, opt.network).fit()
     assert type(refit).__name__ == "GroupedResults"
+
+
+def test_fits_on_estimated_kernels_count_them_and_do_not_test_with_them(interaction_data):
+    """A kernel chosen on y: its hyperparameters count in AIC/BIC (the same numbers as the
+    choice table), the summary withholds the anticonservative test of t = 0, and calling
+    that test warns; kernels fixed in advance are untouched."""
+    import warnings
+
+    d = interaction_data
+    m = mn.MixedLMNTK(d["signal"], d["X"], d["Z"])
+    choice = mn.hyper.choose_kernel(m)
+    res, own = choice.results, choice.start_results
+    k = int(choice.table.loc["ard_sin", "n_params"])
+    assert res.kernel_estimated_params == k == 4 and own.kernel_estimated_params == 0
+    assert res.df_modelwc == m.k_fe + 2 + k
+    assert res.aic == pytest.approx(choice.table.loc["ard_sin", "aic"], rel=1e-12)
+    assert res.bic == pytest.approx(choice.table.loc["ard_sin", "bic"], rel=1e-12)
+    assert own.aic == pytest.approx(choice.table.loc["start", "aic"], rel=1e-12)
+    text = res.summary().as_text()
+    assert "Score test of t = 0: not shown" in text and "hyperparameters estimated from y" in text
+    assert "Score test of t = 0: statistic" in own.summary().as_text()
+    with pytest.warns(UserWarning, match="anticonservative"):
+        naive = res.score_test()
+    assert naive.pvalue < 0.05  # still computed, for whoever wants it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own.score_test()
+        choice.score_test()
+        # scales given in advance are not estimated
+        fixed = ScaledInputsMLP(mn.MLP(depth=1, activation="sin", bias_std=1.0), [1.0, 2.0, 0.5])
+        fixed_fit = with_network(m, fixed).fit()
+        assert fixed_fit.kernel_estimated_params == 0
+        fixed_fit.score_test()
+    # a search without ARD (the bias std alone) records one hyperparameter
+    opt = optimize_kernel(m, input_scales=None, bias_std=True, maxiter=10)
+    assert opt.fit().kernel_estimated_params == 1
+    # and the count survives saving
+    import pickle
+
+    again = pickle.loads(pickle.dumps(res))
+    assert again.kernel_estimated_params == k and again.aic == pytest.approx(res.aic)

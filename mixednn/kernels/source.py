@@ -36,6 +36,11 @@ class KernelSource:
     network : object, optional
         The architecture the kernel belongs to (an ``MLP`` spec or a torch
         module), or ``None``.
+    estimated_params : int
+        Kernel hyperparameters estimated from the response (``mixednn.hyper``):
+        they count in AIC/BIC, and a test of t = 0 on this kernel is
+        anticonservative (they exist only when t > 0).  0 for a kernel fixed in
+        advance.
 
     Attributes
     ----------
@@ -55,13 +60,21 @@ class KernelSource:
     def __init__(self, gram: Callable[[np.ndarray], np.ndarray] | None,
                  cross: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
                  description: str, *, precomputed: np.ndarray | None = None,
-                 user_supplied: bool = False, network: Any = None):
+                 user_supplied: bool = False, network: Any = None,
+                 estimated_params: int = 0):
         self._gram = gram
         self._cross = cross
         self.description = description
         self.precomputed = precomputed
         self.user_supplied = user_supplied
         self.network = network
+        self.estimated_params = int(estimated_params)
+
+    def with_estimated_params(self, k: int) -> "KernelSource":
+        """A copy of this source that records ``k`` hyperparameters estimated from y."""
+        new = copy.copy(self)
+        new.estimated_params = int(k)
+        return new
 
     @property
     def needs_inputs(self) -> bool:
