@@ -598,3 +598,20 @@ def test_importing_analytic_kernels_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_sin_kernels_equal_neural_tangents():
+    """NNGP and NTK of the sin network against neural-tangents' stax.Sin (stored values:
+    tests/data/neural_tangents_sin.json holds the call and the versions)."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "neural_tangents_sin.json").read_text())
+    Z = np.array(ref["Z"])
+    assert len(ref["cases"]) == 4
+    for case in ref["cases"]:
+        net = MLP(depth=case["depth"], activation="sin", weight_std=case["weight_std"],
+                  bias_std=case["bias_std"])
+        K, T = net.kernels(Z)
+        np.testing.assert_allclose(K, np.array(case["nngp"]), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(T, np.array(case["ntk"]), rtol=1e-12, atol=1e-13)
