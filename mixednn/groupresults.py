@@ -386,6 +386,8 @@ class GroupedResults(WaldFixedEffects):
         least as large as observed, ``(1 + #) / (1 + nsim)``."""
         if not self.has_network:
             raise ValueError("the likelihood-ratio test of t = 0 needs a network in the model")
+        if self.kernel_estimated_params:
+            warn_at_caller(estimated_kernel_note(self.kernel_estimated_params))
         prof = self.profile
         null = fit_groups(prof.with_network_fixed_at_zero(), self.reml)
         observed = max(2 * (self.llf - null.llf), 0.0)

@@ -497,7 +497,11 @@ class MixedLMNTKResults(WaldFixedEffects):
 
         The simulated null draws in every eigen-direction of K: with
         ``decomposition="lanczos"`` it raises (``"mixture"`` works), with ``"auto"`` it
-        reads the same fit on the full eigendecomposition (computed on first use)."""
+        reads the same fit on the full eigendecomposition (computed on first use).  On a
+        kernel whose hyperparameters were estimated from y it warns, as
+        :meth:`score_test` does."""
+        if self.kernel_estimated_params:
+            warn_at_caller(summary.estimated_kernel_note(self.kernel_estimated_params))
         fit = self._with_spectrum("the simulated null of the likelihood ratio (lr_test("
                                   "method='simulate'); method='mixture' needs no spectrum)") \
             if method == "simulate" else self

@@ -346,9 +346,12 @@ def test_fits_on_estimated_kernels_count_them_and_do_not_test_with_them(interact
     with pytest.warns(UserWarning, match="anticonservative"):
         naive = res.score_test()
     assert naive.pvalue < 0.05  # still computed, for whoever wants it
+    with pytest.warns(UserWarning, match="anticonservative"):
+        res.lr_test(method="mixture")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         own.score_test()
+        own.lr_test(method="mixture")
         choice.score_test()
         # scales given in advance are not estimated
         fixed = ScaledInputsMLP(mn.MLP(depth=1, activation="sin", bias_std=1.0), [1.0, 2.0, 0.5])
