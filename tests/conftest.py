@@ -13,6 +13,12 @@ settings.register_profile("mixednn", derandomize=True, database=None)
 settings.load_profile("mixednn")
 
 
+def rel_diff(a, b) -> float:
+    """Largest absolute difference of ``a`` from ``b``, relative to the largest ``|b|``."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
 def rbf(A: np.ndarray, B: np.ndarray, ell: float = 1.0) -> np.ndarray:
     """Gaussian kernel: a cheap PSD operator for tests that do not need an NTK."""
     d2 = ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)

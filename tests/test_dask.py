@@ -12,13 +12,10 @@ import mixednn as mn
 from mixednn.lowrank import chunk_stats
 from mixednn.partitions import CSVSource
 
+from .conftest import rel_diff
+
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +58,12 @@ def _same_fit(r_stream, r_mem, tol=1e-8):
     assert r_stream.nobs == r_mem.nobs
     assert r_stream.model.data.n_dropped == r_mem.model.data.n_dropped == 3
     assert list(r_stream.params.index) == list(r_mem.params.index)
-    assert _rel(r_stream.t, r_mem.t) <= tol
+    assert rel_diff(r_stream.t, r_mem.t) <= tol
     assert abs(r_stream.llf - r_mem.llf) <= tol * abs(r_mem.llf)
-    assert _rel(r_stream.params, r_mem.params) <= tol
-    assert _rel(r_stream.bse, r_mem.bse) <= tol
-    assert _rel(r_stream.scale, r_mem.scale) <= tol
-    assert _rel(r_stream.model.basis.trace_error, r_mem.model.basis.trace_error) <= tol
+    assert rel_diff(r_stream.params, r_mem.params) <= tol
+    assert rel_diff(r_stream.bse, r_mem.bse) <= tol
+    assert rel_diff(r_stream.scale, r_mem.scale) <= tol
+    assert rel_diff(r_stream.model.basis.trace_error, r_mem.model.basis.trace_error) <= tol
 
 
 def test_dask_fit_equals_in_memory_fit(client, frame, in_memory):
@@ -83,14 +80,15 @@ def test_dask_fit_equals_in_memory_fit(client, frame, in_memory):
     np.testing.assert_allclose(mod.input_scaling.center, mod_mem.input_scaling.center, rtol=1e-12)
     np.testing.assert_allclose(mod.input_scaling.scale, mod_mem.input_scaling.scale, rtol=1e-12)
     # in-sample values: one pass over the partitions, in partition order
-    assert _rel(res.fittedvalues, r_mem.fittedvalues) <= 1e-8
-    assert _rel(res.predict(interval="confidence"), r_mem.predict(interval="confidence")) <= 1e-8
+    assert rel_diff(res.fittedvalues, r_mem.fittedvalues) <= 1e-8
+    assert rel_diff(res.predict(interval="confidence"),
+                    r_mem.predict(interval="confidence")) <= 1e-8
     # new rows through the same design info (a level missing from some partitions included)
     new = frame.dropna().iloc[[0, 500, 1100]]
     for cross in ("features", "exact"):
         a = res.predict(new, interval="prediction", cross=cross)
         b = r_mem.predict(new, interval="prediction", cross=cross)
-        assert _rel(a, b) <= 1e-8
+        assert rel_diff(a, b) <= 1e-8
 
 
 def test_dask_partitioning_does_not_change_the_fit(client, frame, in_memory):
@@ -107,7 +105,7 @@ def test_chunked_csv_equals_in_memory_fit(tmp_path, frame, in_memory):
     res = mn.MixedLMNTK.from_formula(FORMULA, CSVSource(path, chunksize=250), ntk=NTK,
                                      low_rank=120).fit()
     _same_fit(res, r_mem)
-    assert _rel(res.random_effects, r_mem.random_effects) <= 1e-8
+    assert rel_diff(res.random_effects, r_mem.random_effects) <= 1e-8
 
 
 def test_user_levels_fix_the_design_and_unknown_values_raise(client, frame):
@@ -124,7 +122,7 @@ def test_user_levels_fix_the_design_and_unknown_values_raise(client, frame):
     auto, auto_ref = mod.fit(t_method="auto"), mod_ref.fit(t_method="auto")
     assert auto.t_method == auto_ref.t_method == "gcv"
     assert auto.auto_check.pvalue == auto_ref.auto_check.pvalue
-    assert _rel(auto.t, auto_ref.t) <= 1e-5
+    assert rel_diff(auto.t, auto_ref.t) <= 1e-5
     # a given level absent from every partition: its indicator column is all zero
     with pytest.raises(ValueError, match=r"C\(g\)\[T\.extra\].*all zero"):
         mn.MixedLMNTK.from_formula(FORMULA, ddf, ntk=NTK, low_rank=50,
@@ -135,8 +133,8 @@ def test_user_levels_fix_the_design_and_unknown_values_raise(client, frame):
 
 
 def _same_fit_no_drop(a, b):
-    assert _rel(a.t, b.t) <= 1e-8 and abs(a.llf - b.llf) <= 1e-8 * abs(b.llf)
-    assert _rel(a.params, b.params) <= 1e-8
+    assert rel_diff(a.t, b.t) <= 1e-8 and abs(a.llf - b.llf) <= 1e-8 * abs(b.llf)
+    assert rel_diff(a.params, b.params) <= 1e-8
 
 
 def test_streamed_input_errors(client, frame, tmp_path):
@@ -198,13 +196,13 @@ def test_csv_stream_with_a_finite_network_uses_exact_jacobian_features(tmp_path)
     # to 1e-3
     auto, auto_ref = mod.fit(), mod_ref.fit()
     assert auto.t_method == auto_ref.t_method
-    assert _rel(auto.fittedvalues, auto_ref.fittedvalues) <= 1e-3
+    assert rel_diff(auto.fittedvalues, auto_ref.fittedvalues) <= 1e-3
     assert res.model.low_rank == "exact" and res.model.basis.kind == "jacobian"
     assert res.model.offset_mode == "init"
     _same_fit_no_drop(res, ref)
-    assert _rel(res.fittedvalues, ref.fittedvalues) <= 1e-8
+    assert rel_diff(res.fittedvalues, ref.fittedvalues) <= 1e-8
     new = df.iloc[:4]
-    assert _rel(res.predict(new, interval="confidence"), ref.predict(new, interval="confidence")) <= 1e-8
+    assert rel_diff(res.predict(new, interval="confidence"), ref.predict(new, interval="confidence")) <= 1e-8
 
 
 def test_progress_bar_on_long_passes(tmp_path, frame, capsys, monkeypatch):

@@ -13,7 +13,7 @@ import mixednn.model
 from mixednn.krylov import (KRYLOV_TOL, BlockLanczos, ResidualSpectrum, lanczos_basis,
                             profile_change)
 
-from .conftest import rbf
+from .conftest import rbf, rel_diff
 
 N = 240
 
@@ -34,11 +34,6 @@ KERNELS = {
     "narrow-gaussian": dict(kernel=narrow_rbf),
     "relu-ntk-one-input": dict(kernel=relu_one_input),
 }
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +63,9 @@ def test_fit_equals_eigh(data, kernel, reml):
     assert abs(kry.t - ref.t) <= 1e-8 * ref.t
     assert abs(kry.llf - ref.llf) <= 1e-8 * abs(ref.llf)
     assert abs(kry.scale - ref.scale) <= 1e-8 * ref.scale
-    assert _rel(kry.params, ref.params) <= 1e-8
-    assert _rel(kry.bse, ref.bse) <= 1e-8
-    assert _rel(kry.random_effects, ref.random_effects) <= 1e-8
+    assert rel_diff(kry.params, ref.params) <= 1e-8
+    assert rel_diff(kry.bse, ref.bse) <= 1e-8
+    assert rel_diff(kry.random_effects, ref.random_effects) <= 1e-8
     assert np.allclose(kry.t_conf_int(), ref.t_conf_int(), rtol=1e-7)
     assert abs(kry.t_se - ref.t_se) <= 1e-5 * ref.t_se  # central differences of the llf
 
@@ -81,7 +76,7 @@ def test_predictions_at_new_rows_equal_eigh(data, kernel):
     for interval in (None, "confidence", "prediction"):
         a = ref.predict(exog=data["Xn"], ntk_inputs=data["Zn"], interval=interval)
         b = kry.predict(exog=data["Xn"], ntk_inputs=data["Zn"], interval=interval)
-        assert _rel(b, a) <= 1e-8, interval
+        assert rel_diff(b, a) <= 1e-8, interval
     assert b.attrs["cross"] == "krylov"
 
 
@@ -93,7 +88,7 @@ def test_precomputed_kernel_and_cross_kernel_rows(data):
     for interval in (None, "prediction"):
         a, b = (r.predict(exog=data["Xn"], kernel=Kall[N:, :N], interval=interval)
                 for r in fits)
-        assert _rel(b, a) <= 1e-8
+        assert rel_diff(b, a) <= 1e-8
 
 
 def test_weights_and_no_fixed_effects(data):
@@ -102,7 +97,7 @@ def test_weights_and_no_fixed_effects(data):
     assert abs(kry.t - ref.t) <= 1e-8 * ref.t and abs(kry.llf - ref.llf) <= 1e-8 * abs(ref.llf)
     a = ref.predict(exog=data["Xn"], ntk_inputs=data["Zn"], interval="prediction")
     b = kry.predict(exog=data["Xn"], ntk_inputs=data["Zn"], interval="prediction")
-    assert _rel(b, a) <= 1e-8
+    assert rel_diff(b, a) <= 1e-8
     ref, kry = _pair(data, "relu-ntk-depth2", exog=None)
     assert abs(kry.t - ref.t) <= 1e-8 * ref.t and abs(kry.llf - ref.llf) <= 1e-8 * abs(ref.llf)
 
@@ -177,7 +172,7 @@ def test_auto_uses_the_krylov_route_and_falls_back_for_spectral_rules(data, monk
     ref = dense.fit()
     assert res.lr_test(nsim=200, seed=1).pvalue == ref.lr_test(nsim=200, seed=1).pvalue
     a, b = ref.predict(interval="prediction"), res.predict(interval="prediction")
-    assert _rel(b, a) <= 1e-8
+    assert rel_diff(b, a) <= 1e-8
     assert m.full_spectrum_model().basis.kind == "eigh"
 
 

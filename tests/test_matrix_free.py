@@ -12,15 +12,10 @@ import pytest
 import mixednn as mn
 from mixednn.kernels.operator import KernelOperator, check_device, tile_height
 
-from .conftest import rbf
+from .conftest import rbf, rel_diff
 
 N = 300
 TOL = 1e-10
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +39,10 @@ def _fit(data, weights=False, **kw):
 def _same(a, b) -> None:
     (_, ra, pa), (_, rb, pb) = a, b
     assert abs(ra.t - rb.t) <= TOL * rb.t
-    assert _rel(ra.params, rb.params) <= TOL
+    assert rel_diff(ra.params, rb.params) <= TOL
     assert abs(ra.scale - rb.scale) <= TOL * rb.scale
     assert abs(ra.llf - rb.llf) <= TOL * abs(rb.llf)
-    assert _rel(pa, pb) <= TOL
+    assert rel_diff(pa, pb) <= TOL
 
 
 @pytest.mark.parametrize("weights", [False, True])
@@ -89,11 +84,11 @@ def test_operator_matches_the_gram_matrix(data):
     except ImportError:  # pragma: no cover
         pass
     for op in ops:
-        assert _rel(op @ V, K @ V) <= 1e-13
-        assert _rel(op @ V[:, 0], K @ V[:, 0]) <= 1e-13
-        assert _rel(op.diagonal(), np.diag(K)) <= 1e-14
+        assert rel_diff(op @ V, K @ V) <= 1e-13
+        assert rel_diff(op @ V[:, 0], K @ V[:, 0]) <= 1e-13
+        assert rel_diff(op.diagonal(), np.diag(K)) <= 1e-14
         assert abs(op.frobenius_squared() - np.sum(K * K)) <= 1e-12 * np.sum(K * K)
-        assert _rel(op.dense(), K) <= 1e-14
+        assert rel_diff(op.dense(), K) <= 1e-14
     assert tile_height(3000, 256 * 3000 * 8) == 256 and tile_height(10, 1e9) == 10
 
 
@@ -144,4 +139,4 @@ def test_saved_matrix_free_fit_predicts_the_same(data, tmp_path):
     path = tmp_path / "fit.pkl"
     res.save(path)
     again = mn.load(path).predict(exog=data["Xn"], ntk_inputs=data["Zn"], interval="prediction")
-    assert _rel(np.asarray(again, dtype=float), pred) <= 1e-14
+    assert rel_diff(np.asarray(again, dtype=float), pred) <= 1e-14

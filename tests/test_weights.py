@@ -23,14 +23,9 @@ from mixednn.features import FunctionFeatures
 from mixednn.partitions import CSVSource
 from mixednn.smoother import hat_matrix
 
-from .conftest import RandomFeatureKernel
+from .conftest import RandomFeatureKernel, rel_diff
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 # ----------------------------------------------------------------------- brute force
@@ -99,9 +94,9 @@ def test_fit_equals_dense_brute_force(problem, reml):
     assert res.t > 0 and not res.boundary
     ref = _brute(y, X, K, w, res.t, reml)
     assert abs(res.llf - ref["llf"]) <= 1e-8 * abs(ref["llf"])
-    assert _rel(res.params, ref["beta"]) <= 1e-8
-    assert _rel(res.bse, np.sqrt(np.diag(ref["cov"]))) <= 1e-8
-    assert _rel(res.cov_params(), ref["cov"]) <= 1e-8
+    assert rel_diff(res.params, ref["beta"]) <= 1e-8
+    assert rel_diff(res.bse, np.sqrt(np.diag(ref["cov"]))) <= 1e-8
+    assert rel_diff(res.cov_params(), ref["cov"]) <= 1e-8
     assert abs(res.scale - ref["scale"]) <= 1e-8 * ref["scale"]
     # the log-likelihood is that of y: the whitened problem's plus 1/2 sum log w
     assert res.model.loglike(res.t, reml) == pytest.approx(ref["llf"], rel=1e-10)
@@ -123,14 +118,14 @@ def test_fitted_values_and_blup_equal_weighted_gradient_flow(problem):
     r = y - X @ res.params.to_numpy()
     # gradient flow on 1/2 sum w_i (r_i - f_i)^2: f_t = (I - expm(-t K W)) r
     u = (np.eye(len(y)) - scipy.linalg.expm(-res.t * K * w[None, :])) @ r
-    assert _rel(res.random_effects, u) <= 1e-9
-    assert _rel(res.fittedvalues, X @ res.params.to_numpy() + u) <= 1e-10
-    assert _rel(res.resid, y - res.fittedvalues.to_numpy()) <= 1e-12
-    assert _rel(res.resid_pearson, sw * res.resid.to_numpy() / math.sqrt(res.scale)) <= 1e-12
+    assert rel_diff(res.random_effects, u) <= 1e-9
+    assert rel_diff(res.fittedvalues, X @ res.params.to_numpy() + u) <= 1e-10
+    assert rel_diff(res.resid, y - res.fittedvalues.to_numpy()) <= 1e-12
+    assert rel_diff(res.resid_pearson, sw * res.resid.to_numpy() / math.sqrt(res.scale)) <= 1e-12
     # the same through the whitened kernel, W^{-1/2} (I - expm(-t K_w)) W^{1/2} r
     uw = (np.eye(len(y)) - scipy.linalg.expm(-res.t * Kw)) @ (sw * r) / sw
-    assert _rel(res.random_effects, uw) <= 1e-9
-    assert _rel(hat_matrix(res.model, res.t) @ y, res.fittedvalues) <= 1e-9
+    assert rel_diff(res.random_effects, uw) <= 1e-9
+    assert rel_diff(hat_matrix(res.model, res.t) @ y, res.fittedvalues) <= 1e-9
 
 
 # ------------------------------------------------------------- 2. predictions
@@ -156,7 +151,7 @@ def _explicit_prediction(problem, res, Kx, Xn):
     var += np.einsum("ij,jk,ik->i", L, ref["cov"], L)
     # the mean is also the flow: f0* + k* W^{1/2} int_0^t expm(-s K_w) ds W^{1/2} r
     flow = Xn @ ref["beta"] + kx @ _flow_integral(Kw, t) @ (sw * ref["r"])
-    assert _rel(mean, flow) <= 1e-8
+    assert rel_diff(mean, flow) <= 1e-8
     return mean, var
 
 
@@ -166,35 +161,36 @@ def test_predictions_at_new_rows_equal_explicit_conditional_gaussian(problem):
     Kx = problem["rf"](Zn, problem["Z"])
     mean, var = _explicit_prediction(problem, res, Kx, Xn)
     got = res.predict(exog=Xn, ntk_inputs=Zn)
-    assert _rel(got, mean) <= 1e-8
+    assert rel_diff(got, mean) <= 1e-8
     ci = res.predict(exog=Xn, ntk_inputs=Zn, interval="confidence")
-    assert _rel(ci["se"], np.sqrt(var)) <= 1e-7
+    assert rel_diff(ci["se"], np.sqrt(var)) <= 1e-7
     # a new observation of weight 1 by default, s2 / w* with weights=
     pi = res.predict(exog=Xn, ntk_inputs=Zn, interval="prediction")
-    assert _rel(pi["se"], np.sqrt(var + res.scale)) <= 1e-7
+    assert rel_diff(pi["se"], np.sqrt(var + res.scale)) <= 1e-7
     pw = res.predict(exog=Xn, ntk_inputs=Zn, interval="prediction", weights=wn)
-    assert _rel(pw["se"], np.sqrt(var + res.scale / wn)) <= 1e-7
-    assert _rel(pw["upper"] - pw["mean"], 1.959963984540054 * np.sqrt(var + res.scale / wn)) <= 1e-7
+    assert rel_diff(pw["se"], np.sqrt(var + res.scale / wn)) <= 1e-7
+    assert rel_diff(pw["upper"] - pw["mean"],
+                    1.959963984540054 * np.sqrt(var + res.scale / wn)) <= 1e-7
     # the precomputed-kernel route: the cross-kernel of the caller, unweighted
-    assert _rel(res.predict(exog=Xn, kernel=Kx), mean) <= 1e-8
+    assert rel_diff(res.predict(exog=Xn, kernel=Kx), mean) <= 1e-8
     gp = res.get_prediction(exog=Xn, ntk_inputs=Zn, weights=wn).summary_frame()
-    assert _rel(gp["mean_se"], np.sqrt(var)) <= 1e-7
-    assert _rel(gp["obs_ci_upper"], pw["upper"]) <= 1e-10
-    assert _rel(res.get_prediction(exog=Xn, ntk_inputs=Zn).se_obs, pi["se"]) <= 1e-10
+    assert rel_diff(gp["mean_se"], np.sqrt(var)) <= 1e-7
+    assert rel_diff(gp["obs_ci_upper"], pw["upper"]) <= 1e-10
+    assert rel_diff(res.get_prediction(exog=Xn, ntk_inputs=Zn).se_obs, pi["se"]) <= 1e-10
 
 
 def test_in_sample_intervals_equal_explicit_conditional_gaussian(problem):
     res = problem["fits"][True]
     w = problem["w"]
     mean, var = _explicit_prediction(problem, res, problem["K"], problem["X"])
-    assert _rel(res.fittedvalues, mean) <= 1e-8
+    assert rel_diff(res.fittedvalues, mean) <= 1e-8
     ci = res.predict(interval="confidence")
-    assert _rel(ci["se"], np.sqrt(var)) <= 1e-7
+    assert rel_diff(ci["se"], np.sqrt(var)) <= 1e-7
     pi = res.predict(interval="prediction")  # the training rows' own weights
-    assert _rel(pi["se"], np.sqrt(var + res.scale / w)) <= 1e-7
-    assert _rel(res.get_prediction().se_obs, pi["se"]) <= 1e-10
+    assert rel_diff(pi["se"], np.sqrt(var + res.scale / w)) <= 1e-7
+    assert rel_diff(res.get_prediction().se_obs, pi["se"]) <= 1e-10
     unit = res.predict(interval="prediction", weights=np.ones(len(w)))  # weights= overrides
-    assert _rel(unit["se"], np.sqrt(var + res.scale)) <= 1e-7
+    assert rel_diff(unit["se"], np.sqrt(var + res.scale)) <= 1e-7
 
 
 def test_formula_weights_column_of_new_data_gives_the_observation_weights():
@@ -213,8 +209,8 @@ def test_formula_weights_column_of_new_data_gives_the_observation_weights():
     no_w = res.predict(new.drop(columns="w"), interval="prediction")
     ci = res.predict(new, interval="confidence")
     assert np.allclose(with_w["mean"], no_w["mean"], rtol=0, atol=0)
-    assert _rel(with_w["se"], np.sqrt(ci["se"] ** 2 + res.scale / new.w.to_numpy())) <= 1e-12
-    assert _rel(no_w["se"], np.sqrt(ci["se"] ** 2 + res.scale)) <= 1e-12
+    assert rel_diff(with_w["se"], np.sqrt(ci["se"] ** 2 + res.scale / new.w.to_numpy())) <= 1e-12
+    assert rel_diff(no_w["se"], np.sqrt(ci["se"] ** 2 + res.scale)) <= 1e-12
     # a missing weight in newdata: NaN observation interval only
     new.loc[new.index[1], "w"] = np.nan
     got = res.predict(new, interval="prediction")
@@ -237,11 +233,11 @@ def test_every_rule_runs_on_the_whitened_problem(problem, kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, b = problem["model"].fit(**kw), whitened.fit(**kw)
-    assert _rel(a.t, b.t) <= 1e-7
-    assert _rel(a.params, b.params) <= 1e-7 and _rel(a.bse, b.bse) <= 1e-7
-    assert _rel(a.scale, b.scale) <= 1e-7
+    assert rel_diff(a.t, b.t) <= 1e-7
+    assert rel_diff(a.params, b.params) <= 1e-7 and rel_diff(a.bse, b.bse) <= 1e-7
+    assert rel_diff(a.scale, b.scale) <= 1e-7
     assert a.llf - b.llf == pytest.approx(0.5 * np.sum(np.log(w)), abs=1e-7)
-    assert _rel(a.fittedvalues, b.fittedvalues / sw) <= 1e-7
+    assert rel_diff(a.fittedvalues, b.fittedvalues / sw) <= 1e-7
 
 
 def test_score_test_anova_and_wls_null(problem):
@@ -249,7 +245,7 @@ def test_score_test_anova_and_wls_null(problem):
     y, X, K, w = problem["y"], problem["X"], problem["K"], problem["w"]
     sw = np.sqrt(w)
     whitened = mn.MixedLMNTK(sw * y, sw[:, None] * X, kernel=sw[:, None] * K * sw[None, :])
-    assert _rel(res.score_test().statistic, whitened.fit().score_test().statistic) <= 1e-8
+    assert rel_diff(res.score_test().statistic, whitened.fit().score_test().statistic) <= 1e-8
     null = res.null_fit()  # statsmodels WLS: its ML log-likelihood is the model's at t = 0
     assert type(null.model).__name__ == "WLS"
     assert null.llf == pytest.approx(ml.model.loglike(0.0, reml=False), rel=1e-12)
@@ -281,21 +277,21 @@ def test_feature_space_fit_equals_dense_weighted_fit(problem):
         rd = mn.MixedLMNTK(y, X, Z, kernel=kern, weights=w).fit()
     rf_ = mn.MixedLMNTK(y, X, Z, kernel=kern, weights=w, low_rank=fmap).fit()
     assert rf_.model.basis.feature_space and rd.t > 0
-    assert _rel(rf_.t, rd.t) <= 1e-7 and abs(rf_.llf - rd.llf) <= 1e-9 * abs(rd.llf)
-    assert _rel(rf_.params, rd.params) <= 1e-7 and _rel(rf_.bse, rd.bse) <= 1e-6
-    assert _rel(rf_.fittedvalues, rd.fittedvalues) <= 1e-7
+    assert rel_diff(rf_.t, rd.t) <= 1e-7 and abs(rf_.llf - rd.llf) <= 1e-9 * abs(rd.llf)
+    assert rel_diff(rf_.params, rd.params) <= 1e-7 and rel_diff(rf_.bse, rd.bse) <= 1e-6
+    assert rel_diff(rf_.fittedvalues, rd.fittedvalues) <= 1e-7
     Zn = rng.normal(size=(4, d))
     Xn = np.column_stack([np.ones(4), rng.normal(size=4)])
     for interval in (None, "prediction"):
         a = rf_.predict(exog=Xn, ntk_inputs=Zn, interval=interval)
-        assert _rel(a, rd.predict(exog=Xn, ntk_inputs=Zn, interval=interval)) <= 1e-7
-        assert _rel(rf_.predict(interval=interval), rd.predict(interval=interval)) <= 1e-7
+        assert rel_diff(a, rd.predict(exog=Xn, ntk_inputs=Zn, interval=interval)) <= 1e-7
+        assert rel_diff(rf_.predict(interval=interval), rd.predict(interval=interval)) <= 1e-7
     # Nystrom with every row a landmark: K_m = K, the exact cross-kernel route included
     ny = mn.MixedLMNTK(y, X, Z, kernel=kern, weights=w, low_rank=n).fit()
     for cross in ("features", "exact"):
         got = ny.predict(exog=Xn, ntk_inputs=Zn, interval="confidence", cross=cross)
         assert got.attrs["cross"] == cross
-        assert _rel(got, rd.predict(exog=Xn, ntk_inputs=Zn, interval="confidence")) <= 1e-6
+        assert rel_diff(got, rd.predict(exog=Xn, ntk_inputs=Zn, interval="confidence")) <= 1e-6
 
 
 # -------------------------------------------------------------------- 3. lme4
@@ -330,8 +326,8 @@ def test_group_indicator_kernel_with_equal_group_weights_equals_lme4(reml):
     ref = LME4[reml]
     gamma = math.expm1(res.t * 8.0) / 8.0
     assert abs(res.llf - ref["llf"]) <= 1e-6
-    assert _rel(res.params, ref["fixef"]) <= 1e-6
-    assert _rel(res.bse, ref["se"]) <= 1e-6
+    assert rel_diff(res.params, ref["fixef"]) <= 1e-6
+    assert rel_diff(res.bse, ref["se"]) <= 1e-6
     assert res.scale == pytest.approx(ref["sigma2"], rel=1e-6)
     assert gamma * res.scale == pytest.approx(ref["vcov_g"], rel=1e-6)
     # and the brute force of the same lme4 model at the package's estimates
