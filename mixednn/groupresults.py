@@ -403,14 +403,11 @@ class GroupedResults(WaldFixedEffects):
             f1 = fit_groups(sim, self.reml, t_start=self.t or None)
             return 2 * (f1.llf - f0.llf)
 
-        p, draws = _bootstrap_pvalue(statistic, observed, nsim, seed)
-        return TestResult(statistic=float(observed), pvalue=float(p),
-                          method=f"parametric bootstrap from the fitted null, {nsim} draws",
-                          null="t = 0 (no training) with the group effects",
-                          dist_name="simulated (theta re-estimated in every draw)",
-                          name=f"{'Restricted ' if self.reml else ''}LR test of t = 0 "
-                               "(with group effects)",
-                          details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
+        return _bootstrap_test(statistic, observed, nsim, seed, source="the fitted null",
+                               null="t = 0 (no training) with the group effects",
+                               dist_name="simulated (theta re-estimated in every draw)",
+                               name=f"{'Restricted ' if self.reml else ''}LR test of t = 0 "
+                                    "(with group effects)")
 
     def lr_test_groups(self, nsim: int = 200, seed: Any = None) -> TestResult:
         """Restricted (REML) or ML likelihood-ratio test that every group variance is 0,
@@ -436,14 +433,12 @@ class GroupedResults(WaldFixedEffects):
             f1 = fit_groups(sim, self.reml, t_start=null.t or None)
             return 2 * (f1.llf - self._network_only(sim).llf)
 
-        p, draws = _bootstrap_pvalue(statistic, observed, nsim, seed)
-        return TestResult(statistic=float(observed), pvalue=float(p),
-                          method=f"parametric bootstrap from the network-only fit, {nsim} draws",
-                          null="every group variance is 0 (the network alone)",
-                          dist_name="simulated (t re-estimated in every draw)",
-                          name=f"{'Restricted ' if self.reml else ''}LR test of the group "
-                               "variances (with the network)",
-                          details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
+        return _bootstrap_test(statistic, observed, nsim, seed,
+                               source="the network-only fit",
+                               null="every group variance is 0 (the network alone)",
+                               dist_name="simulated (t re-estimated in every draw)",
+                               name=f"{'Restricted ' if self.reml else ''}LR test of the group "
+                                    "variances (with the network)")
 
     def _network_only(self, prof: GroupedProfile) -> Any:
         """The network-only maximum of the same (rotated) data: the plain profile of t."""
@@ -477,15 +472,20 @@ class GroupedResults(WaldFixedEffects):
         persistence.save(self, path, remove_data=False)
 
 
-def _bootstrap_pvalue(statistic: Any, observed: float, nsim: Any, seed: Any
-                      ) -> tuple[float, np.ndarray]:
-    """``(1 + #{draws >= observed}) / (1 + nsim)`` over ``nsim`` simulated likelihood-ratio
-    statistics ``statistic(rng)`` (negative rounding clipped to 0), and the draws."""
+def _bootstrap_test(statistic: Any, observed: float, nsim: Any, seed: Any, *, source: str,
+                    null: str, dist_name: str, name: str) -> TestResult:
+    """A parametric-bootstrap likelihood-ratio test: ``nsim`` simulated statistics
+    ``statistic(rng)`` (negative rounding clipped to 0) drawn from ``source``, p-value
+    ``(1 + #{draws >= observed}) / (1 + nsim)``."""
     if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
     rng = np.random.default_rng(seed)
     draws = np.array([max(statistic(rng), 0.0) for _ in range(int(nsim))])
-    return (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + int(nsim)), draws
+    p = (1 + int(np.sum(draws >= observed - 1e-10))) / (1 + int(nsim))
+    return TestResult(statistic=float(observed), pvalue=float(p),
+                      method=f"parametric bootstrap from {source}, {nsim} draws", null=null,
+                      dist_name=dist_name, name=name,
+                      details={"share of draws at 0": float(np.mean(draws <= 1e-10))})
 
 
 def score_test_t0(prof: GroupedProfile, reml: bool = True) -> TestResult:
