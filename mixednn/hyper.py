@@ -431,7 +431,9 @@ def _check_optimizable(model: "MixedLMNTK", net: Any, input_scales: str | None,
                 f"{', '.join(DIFFERENTIABLE)} (compare others with compare_kernels)")
     if input_scales not in ("ard", None):
         raise ValueError(f"input_scales must be 'ard' or None, got {input_scales!r}")
-    if model.profile.rest_gram is not None:
+    # only a low-rank basis can leave a part outside it; asking a dense model for its profile
+    # would decompose the starting kernel on every row for nothing
+    if model.low_rank is not None and model.profile.rest_gram is not None:
         raise NotImplementedError("optimize_kernel needs a dense (full) decomposition")
     if model.groups is not None:
         raise NotImplementedError(

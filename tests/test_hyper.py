@@ -366,3 +366,10 @@ def test_fits_on_estimated_kernels_count_them_and_do_not_test_with_them(interact
 
     again = pickle.loads(pickle.dumps(res))
     assert again.kernel_estimated_params == k and again.aic == pytest.approx(res.aic)
+
+
+def test_optimize_kernel_refuses_a_low_rank_basis(hp_data):
+    Z, X, y = hp_data["Z"], hp_data["X"], hp_data["y"]
+    m = mn.MixedLMNTK(y, X, Z, network=mn.MLP(depth=1), low_rank=10)
+    with pytest.raises(NotImplementedError, match="dense"):
+        optimize_kernel(m)
