@@ -374,13 +374,11 @@ def optimize_kernel(model: "MixedLMNTK", *, input_scales: str | None = "ard",
             row, cand = search.run(depth)
             rows.append({"activation": act, **row})
             if best is None or row["aic"] < best[0]:
-                best = (row["aic"], act, cand)
+                best = (row["aic"], act, row["n_params"], cand)
         for k_, v in search.cost.items():
             cost[k_] = v if k_ == "rows" else cost.get(k_, 0) + v
     cost["seconds"] = time.perf_counter() - t_start
-    _, act, (l_hat, depth, ls, b_hat, l_start) = best
-    k_hat = int(pd.DataFrame(rows).set_index(["activation", "depth"]).loc[(act, depth),
-                                                                        "n_params"])
+    _, act, k_hat, (l_hat, depth, ls, b_hat, l_start) = best
     network, scales = _chosen_network(model, net, depth, ls, b_hat, act, k_hat)
     table = pd.DataFrame(rows)
     table = table.set_index("depth") if len(acts) == 1 else table.set_index(["activation", "depth"])

@@ -280,10 +280,11 @@ class KFold(_Criterion):
         # a general product), over the modes whose weight is not exactly zero
         sw = np.sqrt(pr["w"])
         keep = np.flatnonzero(sw)
-        Uk, swk = (U, sw) if keep.size == sw.size else (U[:, keep], sw[keep])
+        every = keep.size == sw.size
+        swk = sw if every else sw[keep]
         out = np.empty(data.nobs)
         for F in self.folds:
-            A = Uk[F]
+            A = U[F] if every else U[np.ix_(F, keep)]  # a copy: the fold's rows, kept modes
             A *= swk
             # A.T is Fortran-ordered: syrk reads it in place; only the lower triangle is
             # formed, and only the lower triangle is read by the Cholesky factorisation
