@@ -8,18 +8,24 @@ each split is fitted four ways by REML, on the training rows:
 * ``ard_relu_bias``: a depth-1 ReLU network with the scales and the bias std by REML
   (``bias_std=True``, ``screen=16``);
 * ``ard_sin``: ``mixednn.hyper.SIN_NETWORK`` with the scales and the bias std by REML
-  (``bias_std=True``, ``screen=16``), the candidate of ``choose_kernel``.
+  (``bias_std=True``, ``screen=16``), the candidate of ``choose_kernel``;
+* ``plain+lin``, ``ard_relu_bias+lin``, ``ard_sin+lin``: the same kernels with the network
+  inputs also entered linearly in the fixed effects (``bench_peers``' OLS formula), the
+  mixed-model form of a GAM whose smooths keep their linear part unpenalised.
 
-For every split it records the REML log-likelihood, the number of estimated kernel
-hyperparameters and the held-out MSE.  Then every selection rule -- AIC or BIC (lme4's:
-``-2 llf + log(n) k``, k = fixed effects + s2 + t + hyperparameters) over every subset of at
-least two candidates, and each candidate alone -- is scored like the headline of
+For every split it records the REML log-likelihood, the ML log-likelihood of the same kernel
+(hyperparameters as REML chose them, so a lower bound on the ML maximum), the number of
+estimated kernel hyperparameters and the held-out MSE.  Then every selection rule -- AIC or
+BIC (lme4's: ``-2 llf + log(n) k``, k = fixed effects + s2 + t + hyperparameters) over every
+subset of at least two candidates, and each candidate alone -- is scored like the headline of
 ``bench_peers.py``: per data set the median held-out MSE of the chosen fits over the best
 peer's median MSE (the peers' rows are read from ``results/bench_peers.csv``), then the
-median and the worst over data sets.  The rule is chosen on these same splits: read its
-numbers as in-sample for that choice.
+median and the worst over data sets.  Candidates with the same fixed effects are compared
+by REML; a subset that mixes both fixed-effect sets is compared by ML, as ``anova`` does
+(REML likelihoods with different fixed effects are not comparable).  The rule is chosen on
+these same splits: read its numbers as in-sample for that choice.
 
-    python benchmarks/bench_kernel_choice.py --threads 1      # about 8 minutes
+    python benchmarks/bench_kernel_choice.py --threads 1      # about 15 minutes
     python benchmarks/bench_kernel_choice.py --report          # tables from the stored CSV
 """
 
@@ -48,13 +54,18 @@ PEERS = ("ols", "pygam", "gp", "krr", "mgcv")
 
 
 def candidates() -> dict:
-    """name -> (network, optimize_kernel options or None for the plain fit)."""
-    return {
+    """name -> (network, optimize_kernel options or None for the plain fit, inputs also
+    linear in the fixed effects)."""
+    base = {
         "plain": (bp.NET, None),
         "ard_relu": (bp.NET, {}),
         "ard_relu_bias": (mn.MLP(depth=1, bias_std=0.5), {"bias_std": True, "screen": 16}),
         "ard_sin": (SIN_NETWORK, {"bias_std": True, "screen": 16}),
     }
+    out = {name: (*v, False) for name, v in base.items()}
+    out.update({f"{name}+lin": (*base[name], True)
+                for name in ("plain", "ard_relu_bias", "ard_sin")})
+    return out
 
 
 def run(seeds) -> pd.DataFrame:
@@ -63,25 +74,30 @@ def run(seeds) -> pd.DataFrame:
         for seed in seeds:
             tr, te = bp.split(spec, seed)
             y = te["y"].to_numpy(float)
-            for name, (net, opts) in candidates().items():
+            cands = candidates()
+            for name, (net, opts, linear) in cands.items():
                 t0 = time.perf_counter()
+                formula = spec.ols_formula if linear else spec.formula
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = mn.MixedLMNTK.from_formula(spec.formula, data=tr,
+                    model = mn.MixedLMNTK.from_formula(formula, data=tr,
                                                        ntk=list(spec.inputs), network=net)
                     if opts is None:
                         res, k = model.fit(), 0
                     else:
                         opt = optimize_kernel(model, input_scales="ard", **opts)
-                        res, k = opt.fit(), int(opt.table["n_params"].iloc[0])
+                        model, k = opt.model, int(opt.table["n_params"].iloc[0])
+                        res = model.fit()
+                    seconds = time.perf_counter() - t0
+                    llf_ml = float(model.fit(reml=False, t_method="ml").llf)
                 rows.append({"dataset": spec.name, "split": seed, "candidate": name,
                              "n_train": len(tr), "k_fe": model.k_fe, "n_params": k,
-                             "llf": float(res.llf),
+                             "llf": float(res.llf), "llf_ml": llf_ml,
                              "mse": float(np.mean((res.predict(te) - y) ** 2)),
-                             "seconds": time.perf_counter() - t0})
+                             "seconds": seconds})
             print(f"  {spec.name} split {seed}: " + ", ".join(
-                f"{r['candidate']} llf {r['llf']:.1f} mse {r['mse']:.4g}" for r in rows[-4:]),
-                flush=True)
+                f"{r['candidate']} llf {r['llf']:.1f} mse {r['mse']:.4g}"
+                for r in rows[-len(cands):]), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -94,8 +110,8 @@ def best_peer(peers_csv: str) -> pd.Series:
 def score_rules(df: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
     names = list(df["candidate"].unique())
     wide = df.pivot_table(index=["dataset", "split"], columns="candidate",
-                          values=["llf", "n_params", "mse"])
-    meta = df.groupby(["dataset", "split"])[["n_train", "k_fe"]].first()
+                          values=["llf", "llf_ml", "n_params", "k_fe", "mse"])
+    n_train = df.groupby(["dataset", "split"])["n_train"].first()
     rules = [(n, [n], None) for n in names]
     for crit in ("aic", "bic"):
         for r in range(2, len(names) + 1):
@@ -108,9 +124,11 @@ def score_rules(df: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
             if crit is None:
                 pick = allowed[0]
             else:
-                n, kfe = meta.loc[key, "n_train"], meta.loc[key, "k_fe"]
-                pen = 2.0 if crit == "aic" else float(np.log(n))
-                score = {c: -2 * row[("llf", c)] + pen * (kfe + 2 + row[("n_params", c)])
+                pen = 2.0 if crit == "aic" else float(np.log(n_train.loc[key]))
+                # REML likelihoods compare kernels only with the same fixed effects
+                lik = "llf" if len({c.endswith("+lin") for c in allowed}) == 1 else "llf_ml"
+                score = {c: -2 * row[(lik, c)] + pen * (row[("k_fe", c)] + 2
+                                                        + row[("n_params", c)])
                          for c in allowed}
                 pick = min(score, key=score.get)
             chosen_mse.append((key[0], row[("mse", pick)]))
