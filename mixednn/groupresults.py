@@ -27,6 +27,7 @@ from .bars import GroupStructure, array_groups
 from .groupfit import GroupFit, fit_groups
 from .groupprofile import GroupedProfile
 from .hypotheses import TestResult
+from .intervals import PredictionResults, check_get_prediction_options
 from .numerics import flow_filter, flow_variance_filter
 from .profile import SpectralProfile
 from .checks import plain_dtypes
@@ -34,7 +35,7 @@ from .exceptions import warn_at_caller
 from .newrows import rebuild_exog
 from .prediction import NewRows, check_alpha, check_interval, interval_frame
 from .quadform import QuadraticForm
-from .results import WaldFixedEffects
+from .results import WaldFixedEffects, fixed_effects_covariance
 from .summary import build_group_summary, estimated_kernel_note
 
 __all__ = ["GroupedResults", "score_test_t0"]
@@ -93,9 +94,9 @@ class GroupedResults(WaldFixedEffects):
     # ----------------------------------------------------------------- fixed effects
     @cached_property
     def cov_params_fe(self) -> pd.DataFrame:
-        names = self.model.exog_names
-        cov = self.scale * np.linalg.inv(self.point.xhx) if names else np.empty((0, 0))
-        return pd.DataFrame(cov, index=names, columns=names)
+        X = self.profile.X  # U^T X: X^T X without reading the data again
+        return fixed_effects_covariance(self.point.xhx, X.T @ X, self.scale,
+                                        list(self.model.exog_names), self.t, weights="H^-1")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald intervals of the fixed effects (columns 0 and 1, as statsmodels)."""
@@ -249,6 +250,33 @@ class GroupedResults(WaldFixedEffects):
             return pd.Series(mean, index=rows.index, name="predicted")
         return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
                               alpha, rows.index)
+
+    def get_prediction(self, newdata: pd.DataFrame | None = None,
+                       **kwargs: Any) -> PredictionResults:
+        """Predictions with standard errors and both intervals, as statsmodels'
+        ``get_prediction`` (and :meth:`MixedLMNTKResults.get_prediction`).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            New rows (formula models); ``None`` predicts the training rows.
+        **kwargs
+            ``re_form``, ``allow_new_levels``, ``exog``, ``ntk_inputs``, ``groups``,
+            ``exog_re``: as in :meth:`predict` (not ``interval`` or ``alpha``: both
+            intervals, at any level, come from the returned object).
+
+        Returns
+        -------
+        mixednn.intervals.PredictionResults
+            ``se_mean`` is the standard error of the prediction of the mean: the
+            prediction error of the conditional modes and the network (Henderson's, with
+            a new level's variance where ``allow_new_levels`` gives one) plus the fixed
+            effects' uncertainty; ``se_obs`` adds s2.  ``summary_frame(alpha=0.05)`` has
+            statsmodels' columns (normal quantiles).
+        """
+        check_get_prediction_options(kwargs)
+        frame = self.predict(newdata, interval="confidence", **kwargs)
+        return PredictionResults.from_frame(frame, self.scale)
 
     def _array_rows(self, exog: Any, ntk_inputs: Any, groups: Any, exog_re: Any,
                     with_groups: bool) -> tuple[NewRows, pd.DataFrame | None]:

@@ -32,7 +32,17 @@ from statsmodels.regression import linear_model as sm_linear_model
 from .interfaces import FitResults, check_fit
 from .prediction import check_alpha
 
-__all__ = ["scale_profile_interval", "params_profile_interval", "PredictionResults"]
+__all__ = ["scale_profile_interval", "params_profile_interval", "PredictionResults",
+           "check_get_prediction_options"]
+
+
+def check_get_prediction_options(options: dict) -> None:
+    """``get_prediction`` returns both intervals at any level: refuse ``interval`` and
+    ``alpha`` with the way to get them."""
+    for name in ("interval", "alpha"):
+        if name in options:
+            raise TypeError(f"get_prediction() takes no {name!r}: pass alpha to "
+                            ".conf_int() or .summary_frame() of its result")
 
 
 def scale_profile_interval(res: FitResults, alpha: float = 0.05) -> tuple[float, float]:

@@ -26,12 +26,58 @@ from . import (comparison, contrasts, inference, intervals, persistence, plottin
                training)
 from .checks import observation_weights
 from .exceptions import warn_at_caller
+from .numerics import gram_inverse
 from .prediction import (Predictor, check_alpha, check_interval, check_missing,
                          empty_prediction, interval_frame, place_rows)
 from .profile import SpectralProfile, TimeEstimate, check_complete_spectrum, profile_frame
 from .timechoice import TimeChoice
 
-__all__ = ["MixedLMNTKResults", "WaldFixedEffects"]
+__all__ = ["MixedLMNTKResults", "WaldFixedEffects", "fixed_effects_covariance"]
+
+
+def fixed_effects_covariance(gram: np.ndarray, reference: np.ndarray, scale: float,
+                             names: list[str], t: float, weights: str = "W") -> pd.DataFrame:
+    """``scale * gram^{-1}`` as a frame; NaN, with a warning that names the columns
+    involved, where the fixed effects are not identified at the estimated t.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (p, p)
+        ``X^T W X`` at the estimated t (``X^T H^{-1} X`` with group effects).
+    reference : ndarray, shape (p, p)
+        ``X^T X`` (whitened by the observation weights): the information without the
+        network, against which :func:`mixednn.numerics.gram_inverse` judges ``gram``.
+    scale : float
+        The residual variance s2.
+    names : list of str
+        The fixed effects' names.
+    t : float
+        The estimated training time (for the message).
+    weights : str
+        How the message writes the weight matrix (``"W"`` or ``"H^-1"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if not names:
+        return pd.DataFrame(np.empty((0, 0)))
+    found = gram_inverse(gram, reference)
+    if found.inverse is not None:
+        return pd.DataFrame(scale * found.inverse, index=names, columns=names)
+    involved = ", ".join(nm for nm, v in zip(names, found.null_loadings) if abs(v) >= 0.1)
+    if found.collinear:
+        why = (f"the columns {involved} are (nearly) collinear in the data. Drop or "
+               "combine them")
+    else:
+        kept = (f"{found.retained:.2g}" if found.retained > 1e-16 else "less than 1e-16")
+        why = (f"the network absorbs the combination of {involved}: X^T {weights} X keeps "
+               f"{kept} of the information X^T X has on it (as with a network input also "
+               "entered as a fixed effect, or a fit that nearly interpolates). Drop those "
+               "columns from the formula, or use more rows")
+    warn_at_caller(f"the fixed effects are not identified at t = {t:.4g}: {why}. Their "
+                   "standard errors are NaN.", RuntimeWarning)
+    return pd.DataFrame(np.full(gram.shape, np.nan), index=names, columns=names)
 
 
 class WaldFixedEffects:
@@ -121,21 +167,11 @@ class MixedLMNTKResults(WaldFixedEffects):
     @cached_property
     def cov_params_fe(self) -> pd.DataFrame:
         """Covariance of the fixed effects, ``s2 (X~^T W X~)^{-1}`` at t_hat."""
-        names = self.model.exog_names
-        if not names:
-            return pd.DataFrame(np.empty((0, 0)))
-        xwx = self._point.xwx
-        if np.linalg.cond(xwx) > 1e14:
-            # at this t the weights exp(-t lam) leave X~ (nearly) no directions to be
-            # estimated on: the network has absorbed the fixed effects
-            warn_at_caller(f"the fixed effects are not identified at t = {self.t:.4g}: X^T W X "
-                           "is singular (the fit nearly interpolates); their standard errors "
-                           "are NaN. Fewer fixed effects, more rows, or fit(t_method='reml') "
-                           "may help.", RuntimeWarning)
-            cov = np.full(xwx.shape, np.nan)
-        else:
-            cov = self.scale * np.linalg.inv(xwx)
-        return pd.DataFrame(cov, index=names, columns=names)
+        # X^T X from the same profile at t = 0 (all weights 1): it needs no data, so it
+        # works for streamed fits and after remove_data()
+        reference = self.likelihood_profile.point(0.0, self.reml).xwx
+        return fixed_effects_covariance(self._point.xwx, reference, self.scale,
+                                        list(self.model.exog_names), self.t)
 
 
     def conf_int(self, alpha: float = 0.05, method: str = "wald") -> pd.DataFrame:
@@ -671,10 +707,7 @@ class MixedLMNTKResults(WaldFixedEffects):
             statsmodels' columns ``mean, mean_se, mean_ci_lower, mean_ci_upper,
             obs_ci_lower, obs_ci_upper`` (normal quantiles).
         """
-        for name in ("interval", "alpha"):
-            if name in kwargs:
-                raise TypeError(f"get_prediction() takes no {name!r}: pass alpha to "
-                                ".conf_int() or .summary_frame() of its result")
+        intervals.check_get_prediction_options(kwargs)
         frame, w = self._predict(newdata, interval="confidence", **kwargs)
         return intervals.PredictionResults.from_frame(
             frame, self.scale if w is None else self.scale / w)

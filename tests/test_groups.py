@@ -301,6 +301,30 @@ def test_predictions_and_intervals_equal_hendersons_formulas(small):
     np.testing.assert_allclose(got["se"].to_numpy() ** 2, var + d["scale"], rtol=1e-5)
 
 
+def test_get_prediction_is_statsmodels_shaped_and_matches_predict(small):
+    """``get_prediction`` of a grouped fit: statsmodels' summary frame, its mean and
+    both intervals those of ``predict(interval=...)``; ``alpha`` goes to the result."""
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    new = pd.DataFrame({"x": [0.1, -1.0, 0.5], "z": [0.3, -1.2, 1.9], "g": ["0", "3", "new"]})
+    pred = res.get_prediction(new, allow_new_levels=True)
+    frame = pred.summary_frame(alpha=0.1)
+    assert list(frame.columns) == ["mean", "mean_se", "mean_ci_lower", "mean_ci_upper",
+                                   "obs_ci_lower", "obs_ci_upper"]
+    conf = res.predict(new, allow_new_levels=True, interval="confidence", alpha=0.1)
+    obs = res.predict(new, allow_new_levels=True, interval="prediction", alpha=0.1)
+    np.testing.assert_allclose(frame["mean"], conf["mean"], rtol=1e-12)
+    np.testing.assert_allclose(frame["mean_se"], conf["se"], rtol=1e-12)
+    np.testing.assert_allclose(frame[["mean_ci_lower", "mean_ci_upper"]],
+                               conf[["lower", "upper"]], rtol=1e-12)
+    np.testing.assert_allclose(frame[["obs_ci_lower", "obs_ci_upper"]],
+                               obs[["lower", "upper"]], rtol=1e-12)
+    pop = res.get_prediction(new.iloc[:2], re_form="~0").predicted_mean
+    np.testing.assert_allclose(pop, res.predict(new.iloc[:2], re_form="~0"), rtol=1e-12)
+    with pytest.raises(TypeError, match="summary_frame"):
+        res.get_prediction(new, alpha=0.1)
+
+
 def test_new_levels_need_permission_and_population_level_drops_groups(small):
     res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
                                      network=mn.MLP(depth=1)).fit()
