@@ -13,8 +13,9 @@ t, conditional on t (as lme4 reports it).  The reference distributions are the n
 (``use_t=False``); ``f_test`` is the Wald statistic divided by the number of
 constraints against ``F(J, df_resid)``, as statsmodels' ``f_test`` always is.
 
-The functions read a fit through :class:`mixednn.interfaces.FitResults`
-(``params``, ``cov_params()``, ``df_resid``); :class:`mixednn.MixedLMNTKResults` has
+The functions read a fit through :class:`mixednn.interfaces.FixedEffectsFit`
+(``params``, ``cov_params()``, ``df_resid``); plain and grouped results
+(:class:`mixednn.MixedLMNTKResults`, :class:`mixednn.groupresults.GroupedResults`) have
 the methods of the same names.
 """
 
@@ -28,13 +29,13 @@ from patsy import DesignInfo, PatsyError
 from statsmodels.stats.contrast import ContrastResults
 from statsmodels.tools.sm_exceptions import ValueWarning
 
-from .interfaces import FitResults, check_fit
+from .interfaces import FixedEffectsFit, check_fixed_effects_fit
 
 __all__ = ["linear_constraint", "t_test", "wald_test", "f_test"]
 
 
 def _check_testable(res: Any) -> None:
-    check_fit(res)
+    check_fixed_effects_fit(res)
     if not res.k_fe:
         raise ValueError("the model has no fixed effects to test")
 
@@ -91,7 +92,7 @@ def linear_constraint(names: list[str], r_matrix: Any) -> tuple[np.ndarray, np.n
     return R, q
 
 
-def _parts(res: FitResults, r_matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+def _parts(res: FixedEffectsFit, r_matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray]:
     """``R``, ``q``, ``R beta`` and ``R C R^T`` for the fit's fixed effects."""
     _check_testable(res)
@@ -102,7 +103,7 @@ def _parts(res: FitResults, r_matrix: Any) -> tuple[np.ndarray, np.ndarray, np.n
     return R, q, R @ beta, R @ cov @ R.T
 
 
-def t_test(res: FitResults, r_matrix: Any) -> ContrastResults:
+def t_test(res: FixedEffectsFit, r_matrix: Any) -> ContrastResults:
     """z tests of each row of ``R beta = q`` (normal reference, as statsmodels' MixedLM).
 
     Parameters
@@ -139,7 +140,7 @@ def t_test(res: FitResults, r_matrix: Any) -> ContrastResults:
                            distribution="norm")
 
 
-def _wald(res: FitResults, r_matrix: Any) -> tuple[float, int]:
+def _wald(res: FixedEffectsFit, r_matrix: Any) -> tuple[float, int]:
     """``(R b - q)^T (R C R^T)^+ (R b - q)`` and its degrees of freedom (the rank)."""
     R, q, effect, cov = _parts(res, r_matrix)
     if not np.all(np.isfinite(cov)):
@@ -155,7 +156,7 @@ def _wald(res: FitResults, r_matrix: Any) -> tuple[float, int]:
     return float(d @ np.linalg.pinv(cov) @ d), rank
 
 
-def wald_test(res: FitResults, r_matrix: Any, *, use_f: bool = False,
+def wald_test(res: FixedEffectsFit, r_matrix: Any, *, use_f: bool = False,
               scalar: bool = True) -> ContrastResults:
     """Joint Wald test of ``R beta = q`` (chi-square reference, as statsmodels' MixedLM).
 
@@ -193,7 +194,7 @@ def wald_test(res: FitResults, r_matrix: Any, *, use_f: bool = False,
                            distargs=(J,))
 
 
-def f_test(res: FitResults, r_matrix: Any) -> ContrastResults:
+def f_test(res: FixedEffectsFit, r_matrix: Any) -> ContrastResults:
     """F test of ``R beta = q``: the Wald statistic over J against ``F(J, df_resid)``.
 
     As statsmodels' ``f_test`` (``wald_test(..., use_f=True)``); see :func:`wald_test`.

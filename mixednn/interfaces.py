@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FitResults", "check_fit"]
+__all__ = ["FitResults", "check_fit", "FixedEffectsFit", "check_fixed_effects_fit"]
 
 
 @runtime_checkable
@@ -61,4 +61,39 @@ def check_fit(res: Any) -> None:
     """Raise a TypeError unless ``res`` is a fitted model's results (:class:`FitResults`)."""
     if not isinstance(res, FitResults):
         raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
+                        f"got {type(res).__name__}")
+
+
+@runtime_checkable
+class FixedEffectsFit(Protocol):
+    """A fit whose fixed effects can be tested (:mod:`mixednn.contrasts`): plain and
+    grouped fits alike.
+
+    Attributes
+    ----------
+    model
+        The fitted model (``model.exog_names`` names the fixed effects).
+    params, df_resid, k_fe
+        The fixed effects, the residual degrees of freedom and their number.
+
+    Methods
+    -------
+    cov_params()
+        Covariance of ``params`` at the estimated variance parameters (a DataFrame).
+    """
+
+    model: Any
+    params: Any
+    df_resid: float
+    k_fe: int
+
+    def cov_params(self) -> Any:
+        """Covariance of ``params``."""
+        ...
+
+
+def check_fixed_effects_fit(res: Any) -> None:
+    """Raise a TypeError unless ``res`` is a fit with testable fixed effects."""
+    if not isinstance(res, FixedEffectsFit):
+        raise TypeError("expected a fitted model's results (from MixedLMNTK.fit()), "
                         f"got {type(res).__name__}")

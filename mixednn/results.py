@@ -81,8 +81,9 @@ def fixed_effects_covariance(gram: np.ndarray, reference: np.ndarray, scale: flo
 
 
 class WaldFixedEffects:
-    """Wald quantities of the fixed effects from a results class's ``params`` and
-    ``cov_params_fe`` (shared by :class:`MixedLMNTKResults` and
+    """Wald quantities and tests of linear hypotheses (statsmodels' ``t_test``,
+    ``wald_test``, ``f_test``) of the fixed effects, from a results class's ``params``,
+    ``cov_params_fe`` and ``df_resid`` (shared by :class:`MixedLMNTKResults` and
     :class:`mixednn.groupresults.GroupedResults`)."""
 
     def cov_params(self) -> pd.DataFrame:
@@ -103,6 +104,39 @@ class WaldFixedEffects:
     def pvalues(self) -> pd.Series:
         return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
                          index=self.model.exog_names, name="pvalues")
+
+    # ------------------------------------------------------------ linear hypotheses
+    def t_test(self, r_matrix: Any):
+        """z tests of linear hypotheses ``R beta = q`` on the fixed effects.
+
+        Parameters
+        ----------
+        r_matrix : str, list of str, dict, array-like or tuple
+            As in statsmodels: ``"x1 = 0"``, ``"C(g)[T.b] = C(g)[T.c]"``,
+            ``"x1 = x2, x3 = 1"``, a matrix ``R`` (``q = 0``) or a tuple ``(R, q)``
+            (parsed by patsy's ``DesignInfo.linear_constraint``).
+
+        Returns
+        -------
+        statsmodels.stats.contrast.ContrastResults
+            Normal reference distribution (``use_t=False``, as statsmodels' MixedLM),
+            covariance ``cov_params()`` (conditional on t); see
+            :func:`mixednn.contrasts.t_test`.
+        """
+        return contrasts.t_test(self, r_matrix)
+
+    def wald_test(self, r_matrix: Any, *, use_f: bool = False, scalar: bool = True):
+        """Joint Wald test of ``R beta = q``: ``(R b - q)^T (R C R^T)^{-1} (R b - q)``
+        against chi2 with J degrees of freedom (``use_f=True``: divided by J, against
+        ``F(J, df_resid)``); see :func:`mixednn.contrasts.wald_test`.  Returns a
+        statsmodels ``ContrastResults``."""
+        return contrasts.wald_test(self, r_matrix, use_f=use_f, scalar=scalar)
+
+    def f_test(self, r_matrix: Any):
+        """F test of ``R beta = q`` (the Wald statistic over J against ``F(J, df_resid)``,
+        as statsmodels' ``f_test``); see :func:`mixednn.contrasts.f_test`.  Returns a
+        statsmodels ``ContrastResults``."""
+        return contrasts.f_test(self, r_matrix)
 
 
 class MixedLMNTKResults(WaldFixedEffects):
@@ -198,39 +232,6 @@ class MixedLMNTKResults(WaldFixedEffects):
             raise ValueError(f"method must be 'wald' or 'profile', got {method!r}")
         z = stats.norm.ppf(1 - alpha / 2)
         return pd.DataFrame({0: self.params - z * self.bse, 1: self.params + z * self.bse})
-
-    # ------------------------------------------------------------ linear hypotheses
-    def t_test(self, r_matrix: Any):
-        """z tests of linear hypotheses ``R beta = q`` on the fixed effects.
-
-        Parameters
-        ----------
-        r_matrix : str, list of str, dict, array-like or tuple
-            As in statsmodels: ``"x1 = 0"``, ``"C(g)[T.b] = C(g)[T.c]"``,
-            ``"x1 = x2, x3 = 1"``, a matrix ``R`` (``q = 0``) or a tuple ``(R, q)``
-            (parsed by patsy's ``DesignInfo.linear_constraint``).
-
-        Returns
-        -------
-        statsmodels.stats.contrast.ContrastResults
-            Normal reference distribution (``use_t=False``, as statsmodels' MixedLM),
-            covariance ``cov_params()`` (conditional on t); see
-            :func:`mixednn.contrasts.t_test`.
-        """
-        return contrasts.t_test(self, r_matrix)
-
-    def wald_test(self, r_matrix: Any, *, use_f: bool = False, scalar: bool = True):
-        """Joint Wald test of ``R beta = q``: ``(R b - q)^T (R C R^T)^{-1} (R b - q)``
-        against chi2 with J degrees of freedom (``use_f=True``: divided by J, against
-        ``F(J, df_resid)``); see :func:`mixednn.contrasts.wald_test`.  Returns a
-        statsmodels ``ContrastResults``."""
-        return contrasts.wald_test(self, r_matrix, use_f=use_f, scalar=scalar)
-
-    def f_test(self, r_matrix: Any):
-        """F test of ``R beta = q`` (the Wald statistic over J against ``F(J, df_resid)``,
-        as statsmodels' ``f_test``); see :func:`mixednn.contrasts.f_test`.  Returns a
-        statsmodels ``ContrastResults``."""
-        return contrasts.f_test(self, r_matrix)
 
     # ------------------------------------------------------------- variance components
     @property

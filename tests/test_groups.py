@@ -453,3 +453,19 @@ def test_grouping_factors_that_cannot_be_separated_from_noise_are_refused(unbala
         mn.MixedLMNTK.from_formula("y ~ x + (1 | row)", df)
     with pytest.raises(ValueError, match="at least 2"):
         mn.MixedLMNTK.from_formula("y ~ x + (1 | one)", df)
+
+
+def test_linear_hypotheses_on_a_grouped_fit(unbalanced):
+    """``t_test`` / ``wald_test`` / ``f_test`` of a grouped fit: a single coefficient's z
+    test is its row of the summary, and a joint test is ``b^T C^{-1} b`` by hand."""
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", unbalanced).fit()
+    tt = res.t_test("x = 0")
+    assert float(tt.statistic[0, 0]) == pytest.approx(res.tvalues["x"], rel=1e-12)
+    assert float(tt.pvalue) == pytest.approx(res.pvalues["x"], rel=1e-10)
+    b = res.params.to_numpy()
+    C = res.cov_params().to_numpy()
+    w = res.wald_test("Intercept = 0, x = 0", scalar=True)
+    assert float(w.statistic) == pytest.approx(b @ np.linalg.solve(C, b), rel=1e-10)
+    f = res.f_test("Intercept = 0, x = 0")
+    assert float(f.fvalue) == pytest.approx(b @ np.linalg.solve(C, b) / 2, rel=1e-10)
+    assert f.df_denom == res.df_resid
