@@ -15,14 +15,16 @@ from the observed information (a central difference of the analytic gradient).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.optimize
+import scipy.stats
 
 from .groupprofile import GroupedProfile, GroupPoint
 
-__all__ = ["GroupFit", "fit_groups"]
+__all__ = ["GroupFit", "fit_groups", "profile_theta_at", "t_profile_interval"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,69 @@ def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | N
     converged = bool(np.all(step < 1e-5 * max(1.0, abs(point.llf))))
     return GroupFit(point, reml, est_t, converged, str(best.message), evals[0],
                     cov, bool(est_t and t == 0.0), gs.boundary(th))
+
+
+def profile_theta_at(profile: GroupedProfile, t: float, reml: bool,
+                     theta_start: np.ndarray) -> tuple[float, np.ndarray]:
+    """The criterion at a fixed t with theta profiled out: ``(max_theta l(t, theta),
+    theta)``, from ``theta_start`` (and from a zero variance restarted at 0.5, so that a
+    variance that is 0 at the fit's t can come back)."""
+    lower = profile.structure.theta_lower()
+
+    def objective(th: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            llf, g = profile.gradient(t, th, reml)
+        except (np.linalg.LinAlgError, ValueError):
+            return 1e300, np.zeros_like(th)
+        if not np.isfinite(llf):
+            return 1e300, np.zeros_like(th)
+        return -llf, -g[1:]
+
+    bounds = [(None, None)] * theta_start.size
+    best = _minimize(objective, np.asarray(theta_start, dtype=float), bounds)
+    zero = np.flatnonzero(np.isfinite(lower) & (np.abs(best.x) < 1e-6))
+    if zero.size:
+        x0 = best.x.copy()
+        x0[zero] = 0.5
+        other = _minimize(objective, x0, bounds)
+        if other.fun < best.fun:
+            best = other
+    return -float(best.fun), profile.structure.normalise_theta(best.x)
+
+
+def t_profile_interval(profile: GroupedProfile, fit: GroupFit, alpha: float = 0.05
+                       ) -> tuple[float, float]:
+    """Profile-likelihood interval for t with theta profiled out (lme4's
+    ``confint(method = "profile")`` for a variance parameter): ``{t : 2 [l(t_hat,
+    theta_hat) - max_theta l(t, theta)] <= chi2_1(1 - alpha)}``.
+
+    The lower end is 0 where the criterion at t = 0 is inside the bound (always for a fit
+    on the boundary); the upper end is found by doubling t from the estimate, then Brent's
+    method.  Each evaluation maximises over theta from the fit's theta.
+    """
+    if not fit.estimate_t:
+        raise ValueError("the model has no network: t is not a parameter")
+    cut = fit.llf - 0.5 * float(scipy.stats.chi2.ppf(1 - alpha, 1))
+    theta0 = fit.theta
+
+    def excess(t: float) -> float:
+        return profile_theta_at(profile, t, fit.reml, theta0)[0] - cut
+
+    t_hat = fit.t
+    lower = 0.0
+    if t_hat > 0 and excess(0.0) < 0:
+        lower = float(scipy.optimize.brentq(excess, 0.0, t_hat, xtol=1e-10 * t_hat, rtol=1e-8))
+    lam_max = float(profile.lam.max()) if profile.lam.size else 1.0
+    hi = max(t_hat, 1.0 / max(lam_max, 1e-300))
+    for _ in range(60):
+        hi *= 2.0
+        if excess(hi) < 0:
+            break
+    else:
+        return lower, math.inf  # the criterion stays within the bound as t grows
+    lo_bracket = hi / 2.0 if hi / 2.0 > t_hat else t_hat
+    upper = float(scipy.optimize.brentq(excess, lo_bracket, hi, xtol=1e-10 * hi, rtol=1e-8))
+    return lower, upper
 
 
 def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:

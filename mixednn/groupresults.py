@@ -24,7 +24,7 @@ from scipy import stats
 
 from . import persistence
 from .bars import GroupStructure, array_groups
-from .groupfit import GroupFit, fit_groups
+from .groupfit import GroupFit, fit_groups, t_profile_interval
 from .groupprofile import GroupedProfile
 from .hypotheses import TestResult
 from .intervals import PredictionResults, check_get_prediction_options
@@ -78,6 +78,7 @@ class GroupedResults(WaldFixedEffects):
         self.has_network = bool(profile.has_network)
         self.t = float(pt.t)
         self.t_se = record.t_se if self.has_network and self.t > 0 else float("nan")
+        self._t_ci_cache: dict[float, tuple[float, float]] = {}
         self.theta = pt.theta.copy()
         self.scale = float(pt.scale)
         self.llf = float(pt.llf)
@@ -159,6 +160,19 @@ class GroupedResults(WaldFixedEffects):
             if col not in frame:
                 frame[col] = np.nan
         return frame[["Groups", "Name", "Variance", "Std.Dev.", "Corr", "Estimate", "Std.Err."]]
+
+    def t_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
+        """Profile-likelihood interval for the training time t, the group parameters
+        profiled out (lme4's ``confint(method = "profile")`` for a variance parameter):
+        ``{t : 2 [l(t_hat, theta_hat) - max_theta l(t, theta)] <= chi2_1(1 - alpha)}`` of
+        the REML (or ML) criterion.  The lower end is 0 where t = 0 is inside; see
+        :func:`mixednn.groupfit.t_profile_interval`."""
+        if not self.has_network:
+            raise ValueError("this model has no network: there is no training time")
+        alpha = check_alpha(alpha)
+        if alpha not in self._t_ci_cache:
+            self._t_ci_cache[alpha] = t_profile_interval(self.profile, self.fit_record, alpha)
+        return self._t_ci_cache[alpha]
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the group effects (lme4's ``ranef``): a frame per

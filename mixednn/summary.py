@@ -333,6 +333,10 @@ def build_group_summary(res: Any, alpha: float = 0.05) -> Summary:
     if res.singular_terms:
         notes.append("Boundary (singular) fit: " + ", ".join(res.singular_terms)
                      + " has a zero variance or a correlation of +-1.")
+    if has_net:
+        lo, hi = res.t_conf_int(alpha)
+        notes.append(f"Training time t: {100 * (1 - alpha):g}% profile-likelihood interval "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] (group parameters profiled out).")
     if has_net and res.t_on_boundary:
         notes.append("t = 0: training adds nothing beyond the fixed and group effects.")
     notes.append("AIC/BIC under REML follow lme4: compare only models with the same fixed "

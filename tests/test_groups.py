@@ -18,6 +18,7 @@ reference.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pandas as pd
 import pytest
 import scipy.linalg
 import scipy.optimize
+import scipy.stats
 
 import mixednn as mn
 from mixednn.bars import GroupStructure, split_bars
@@ -469,3 +471,53 @@ def test_linear_hypotheses_on_a_grouped_fit(unbalanced):
     f = res.f_test("Intercept = 0, x = 0")
     assert float(f.fvalue) == pytest.approx(b @ np.linalg.solve(C, b) / 2, rel=1e-10)
     assert f.df_denom == res.df_resid
+
+
+def test_t_profile_interval_equals_brute_force(small):
+    """The profile interval for t with theta profiled out, against the dense criterion
+    (explicit expm and inverses) maximised over theta by a bounded scalar search at each
+    end: the criterion there is the cut-off, l_hat - chi2_1(0.95) / 2."""
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    res = m.fit()
+    lo, hi = res.t_conf_int(0.05)
+    assert 0 <= lo < res.t < hi < np.inf
+
+    def dense_profiled(t):
+        out = scipy.optimize.minimize_scalar(lambda th: -_dense(m, t, np.array([th]))["llf"],
+                                             bounds=(0.0, 20.0), method="bounded",
+                                             options={"xatol": 1e-10})
+        return -out.fun
+
+    cut = res.llf - 0.5 * scipy.stats.chi2.ppf(0.95, 1)
+    assert dense_profiled(hi) == pytest.approx(cut, abs=1e-6)
+    if lo > 0:
+        assert dense_profiled(lo) == pytest.approx(cut, abs=1e-6)
+    else:
+        assert dense_profiled(0.0) >= cut
+    # inside the interval the profiled criterion is above the cut, outside below
+    assert dense_profiled(0.5 * (res.t + hi)) > cut > dense_profiled(1.2 * hi)
+    shown = re.search(r"95% profile-likelihood interval\s+\[([^,]+), ([^\]]+)\]",
+                      str(res.summary()))
+    assert float(shown.group(1)) == pytest.approx(lo, abs=1e-4)
+    assert float(shown.group(2)) == pytest.approx(hi, rel=1e-3)
+
+
+def test_t_profile_interval_at_the_boundary_starts_at_zero():
+    """No network signal: t_hat = 0, the interval is [0, upper] and the dense profiled
+    criterion at the upper end is the cut-off."""
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({"g": rng.integers(0, 6, n).astype(str), "x": rng.normal(size=n),
+                       "z": rng.normal(size=n)})
+    df["y"] = df.x + rng.normal(0, 1, 6)[df.g.astype(int)] + rng.normal(size=n)
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", df, ntk=["z"], network=mn.MLP(depth=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoundaryFitWarning)
+        res = m.fit()
+    assert res.t == 0.0
+    lo, hi = res.t_conf_int()
+    assert lo == 0.0 and 0 < hi < np.inf
+    best = scipy.optimize.minimize_scalar(lambda th: -_dense(m, hi, np.array([th]))["llf"],
+                                          bounds=(0.0, 20.0), method="bounded",
+                                          options={"xatol": 1e-10})
+    assert -best.fun == pytest.approx(res.llf - 0.5 * scipy.stats.chi2.ppf(0.95, 1), abs=1e-6)
