@@ -211,15 +211,15 @@ def t_profile_interval(profile: GroupedProfile, fit: GroupFit, alpha: float = 0.
     if t_hat > 0 and excess(0.0) < 0:
         lower = float(scipy.optimize.brentq(excess, 0.0, t_hat, xtol=1e-10 * t_hat, rtol=1e-8))
     lam_max = float(profile.lam.max()) if profile.lam.size else 1.0
-    hi = max(t_hat, 1.0 / max(lam_max, 1e-300))
+    inside, hi = t_hat, max(t_hat, 1.0 / max(lam_max, 1e-300))
     for _ in range(60):
         hi *= 2.0
         if excess(hi) < 0:
             break
+        inside = hi  # the last t known to be inside the bound
     else:
         return lower, math.inf  # the criterion stays within the bound as t grows
-    lo_bracket = hi / 2.0 if hi / 2.0 > t_hat else t_hat
-    upper = float(scipy.optimize.brentq(excess, lo_bracket, hi, xtol=1e-10 * hi, rtol=1e-8))
+    upper = float(scipy.optimize.brentq(excess, inside, hi, xtol=1e-10 * hi, rtol=1e-8))
     return lower, upper
 
 

@@ -97,7 +97,8 @@ class GroupedResults(WaldFixedEffects):
     def cov_params_fe(self) -> pd.DataFrame:
         X = self.profile.X  # U^T X: X^T X without reading the data again
         return fixed_effects_covariance(self.point.xhx, X.T @ X, self.scale,
-                                        list(self.model.exog_names), self.t, weights="H^-1")
+                                        list(self.model.exog_names), self.t, weights="H^-1",
+                                        absorbed_by="the network and the group effects absorb")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald intervals of the fixed effects (columns 0 and 1, as statsmodels)."""

@@ -36,7 +36,8 @@ __all__ = ["MixedLMNTKResults", "WaldFixedEffects", "fixed_effects_covariance"]
 
 
 def fixed_effects_covariance(gram: np.ndarray, reference: np.ndarray, scale: float,
-                             names: list[str], t: float, weights: str = "W") -> pd.DataFrame:
+                             names: list[str], t: float, weights: str = "W",
+                             absorbed_by: str = "the network absorbs") -> pd.DataFrame:
     """``scale * gram^{-1}`` as a frame; NaN, with a warning that names the columns
     involved, where the fixed effects are not identified at the estimated t.
 
@@ -55,6 +56,8 @@ def fixed_effects_covariance(gram: np.ndarray, reference: np.ndarray, scale: flo
         The estimated training time (for the message).
     weights : str
         How the message writes the weight matrix (``"W"`` or ``"H^-1"``).
+    absorbed_by : str
+        What the message says absorbs a fixed effect (subject and verb).
 
     Returns
     -------
@@ -71,7 +74,7 @@ def fixed_effects_covariance(gram: np.ndarray, reference: np.ndarray, scale: flo
                "combine them")
     else:
         kept = (f"{found.retained:.2g}" if found.retained > 1e-16 else "less than 1e-16")
-        why = (f"the network absorbs the combination of {involved}: X^T {weights} X keeps "
+        why = (f"{absorbed_by} the combination of {involved}: X^T {weights} X keeps "
                f"{kept} of the information X^T X has on it (as with a network input also "
                "entered as a fixed effect, or a fit that nearly interpolates). Drop those "
                "columns from the formula, or use more rows")
