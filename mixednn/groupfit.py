@@ -24,7 +24,8 @@ import scipy.stats
 
 from .groupprofile import GroupedProfile, GroupPoint
 
-__all__ = ["GroupFit", "fit_groups", "profile_theta_at", "t_profile_interval"]
+__all__ = ["GroupFit", "fit_groups", "profile_theta_at", "t_profile_interval",
+           "sd_profile_intervals"]
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,118 @@ def t_profile_interval(profile: GroupedProfile, fit: GroupFit, alpha: float = 0.
         return lower, math.inf  # the criterion stays within the bound as t grows
     upper = float(scipy.optimize.brentq(excess, inside, hi, xtol=1e-10 * hi, rtol=1e-8))
     return lower, upper
+
+
+def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
+                         ) -> list[tuple[str, float, float]]:
+    """Profile-likelihood intervals for the standard deviations of scalar group terms and
+    the residual, as lme4's ``confint(fit, parm = "theta_", method = "profile")``.
+
+    lme4 profiles the ML deviance whether the fit is REML or ML, on the scale of the
+    standard deviations ``sigma_j = sigma theta_j`` and ``sigma``.  The profile of
+    ``sigma_j`` maximises the ML log-likelihood
+
+        l(t, theta, sigma) = l_p(t, theta) + [n log(rss / (n sigma^2)) + n - rss / sigma^2] / 2
+
+    (``l_p`` the ML criterion with sigma profiled out, ``rss`` its GLS residual sum of
+    squares) over sigma, t and the other thetas with ``theta_j = sigma_j / sigma``; the
+    profile of sigma maximises over t and theta.  Each end solves ``l = l_hat - chi2_1(1 -
+    alpha) / 2`` by Brent's method; a lower end is 0 where the bound holds at 0.
+
+    Returns
+    -------
+    list of (name, lower, upper)
+        lme4's names (``sd_(Intercept)|g``, ``sigma``).
+    """
+    gs = profile.structure
+    if any(b.k > 1 for b in gs.blocks):
+        raise NotImplementedError(
+            "profile intervals are implemented for scalar group terms ((1 | g), (0 + x | g), "
+            "(x || g)); a term with correlated effects ((x | g)) has none yet")
+    fit = fit_groups(profile, reml=False)
+    n = profile.nobs
+    est_t = profile.has_network
+    lam_max = float(profile.lam.max()) if est_t and profile.lam.size else 1.0
+    ts = max(fit.t, 1.0 / max(lam_max, 1e-300))  # t's scale for the optimiser
+
+    def full_llf(t: float, theta: np.ndarray, sigma: float) -> float:
+        try:
+            pt = profile.point(t, theta, reml=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return -np.inf
+        if not (np.isfinite(pt.llf) and pt.rss > 0 and sigma > 0):
+            return -np.inf
+        return pt.llf + 0.5 * (n * math.log(pt.rss / (n * sigma ** 2)) + n - pt.rss / sigma ** 2)
+
+    sigma_hat = math.sqrt(fit.point.scale)
+    l_hat = full_llf(fit.t, fit.theta, sigma_hat)
+    cut = l_hat - 0.5 * float(scipy.stats.chi2.ppf(1 - alpha, 1))
+
+    def maximised(fixed: int | None, value: float, x0: np.ndarray) -> tuple[float, np.ndarray]:
+        """max of l with sigma_j (``fixed`` = j) or sigma (None) held at ``value``; the
+        free vector is [log sigma (if j), t / ts (if a network), the other thetas]."""
+        def unpack(x):
+            at = 0
+            if fixed is not None:
+                sigma = math.exp(x[0])
+                at = 1
+            else:
+                sigma = value
+            t = max(x[at], 0.0) * ts if est_t else 0.0
+            at += int(est_t)
+            theta = np.insert(x[at:], fixed, value / sigma) if fixed is not None else x[at:]
+            return t, theta, sigma
+
+        def neg(x):
+            v = full_llf(*unpack(x))
+            return -v if np.isfinite(v) else 1e300
+
+        bounds = ([(None, None)] if fixed is not None else []) + \
+            ([(0.0, None)] if est_t else []) + [(None, None)] * (gs.n_theta - (fixed is not None))
+        best = scipy.optimize.minimize(neg, x0, method="L-BFGS-B", bounds=bounds,
+                                       options=dict(maxiter=2000, ftol=1e-13, gtol=1e-9))
+        return -float(best.fun), best.x
+
+    def start(fixed: int | None) -> np.ndarray:
+        others = np.delete(fit.theta, fixed) if fixed is not None else fit.theta
+        head = [math.log(sigma_hat)] if fixed is not None else []
+        return np.r_[head, [fit.t / ts] if est_t else [], others]
+
+    def interval(fixed: int | None, estimate: float) -> tuple[float, float]:
+        x_last = [start(fixed)]
+
+        def excess(v: float) -> float:
+            val, x = maximised(fixed, v, x_last[0])
+            x_last[0] = x
+            return val - cut
+
+        lower = 0.0
+        if estimate > 0:
+            x_last[0] = start(fixed)
+            if excess(1e-12 * estimate if fixed is None else 0.0) < 0:
+                x_last[0] = start(fixed)
+                lower = float(scipy.optimize.brentq(
+                    excess, 1e-12 * estimate if fixed is None else 0.0, estimate,
+                    rtol=1e-10))
+        x_last[0] = start(fixed)
+        inside = estimate
+        hi = max(estimate, 1e-3 * sigma_hat) * 1.5
+        for _ in range(60):
+            if excess(hi) < 0:
+                break
+            inside, hi = hi, 2.0 * hi
+        else:
+            return lower, math.inf
+        upper = float(scipy.optimize.brentq(excess, inside, hi, rtol=1e-10))
+        return lower, upper
+
+    out = []
+    for j, b in enumerate(gs.blocks):
+        lo, hi = interval(j, sigma_hat * abs(fit.theta[j]))
+        out.append((f"sd_{b.effect_names[0]}|{b.term.group_name}", lo, hi))
+    lo, hi = interval(None, sigma_hat)
+    out.append(("sigma", lo, hi))
+    return out
 
 
 def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:

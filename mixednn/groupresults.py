@@ -24,7 +24,7 @@ from scipy import stats
 
 from . import persistence
 from .bars import GroupStructure, array_groups
-from .groupfit import GroupFit, fit_groups, t_profile_interval
+from .groupfit import GroupFit, fit_groups, sd_profile_intervals, t_profile_interval
 from .groupprofile import GroupedProfile
 from .hypotheses import TestResult
 from .intervals import PredictionResults, check_get_prediction_options
@@ -79,6 +79,7 @@ class GroupedResults(WaldFixedEffects):
         self.t = float(pt.t)
         self.t_se = record.t_se if self.has_network and self.t > 0 else float("nan")
         self._t_ci_cache: dict[float, tuple[float, float]] = {}
+        self._vcomp_ci_cache: dict[float, pd.DataFrame] = {}
         self.theta = pt.theta.copy()
         self.scale = float(pt.scale)
         self.llf = float(pt.llf)
@@ -265,6 +266,29 @@ class GroupedResults(WaldFixedEffects):
             return pd.Series(mean, index=rows.index, name="predicted")
         return interval_frame(mean, var, self.scale if interval == "prediction" else 0.0,
                               alpha, rows.index)
+
+    def vcomp_conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Profile-likelihood intervals for the standard deviations of the group terms and
+        the residual: lme4's ``confint(fit, parm = "theta_", method = "profile")``.
+
+        As lme4, the profile is of the ML log-likelihood, whether this fit is REML or ML,
+        with every other parameter (fixed effects, the other variances and the network's
+        t) maximised at each value; see :func:`mixednn.groupfit.sd_profile_intervals`.
+        Scalar terms only (``(1 | g)``, ``(0 + x | g)``, ``(x || g)``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows named as lme4's (``sd_(Intercept)|g``, ``sigma``), columns the lower
+            and upper ends (``"2.5 %"``, ``"97.5 %"`` at ``alpha = 0.05``).
+        """
+        alpha = check_alpha(alpha)
+        if alpha not in self._vcomp_ci_cache:
+            rows = sd_profile_intervals(self.profile, alpha)
+            self._vcomp_ci_cache[alpha] = pd.DataFrame(
+                [r[1:] for r in rows], index=[r[0] for r in rows],
+                columns=[f"{100 * alpha / 2:g} %", f"{100 * (1 - alpha / 2):g} %"])
+        return self._vcomp_ci_cache[alpha].copy()
 
     def get_prediction(self, newdata: pd.DataFrame | None = None,
                        **kwargs: Any) -> PredictionResults:

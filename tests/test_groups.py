@@ -521,3 +521,72 @@ def test_t_profile_interval_at_the_boundary_starts_at_zero():
                                           bounds=(0.0, 20.0), method="bounded",
                                           options={"xatol": 1e-10})
     assert -best.fun == pytest.approx(res.llf - 0.5 * scipy.stats.chi2.ppf(0.95, 1), abs=1e-6)
+
+
+# lme4 1.1 confint(lmer(..., REML = FALSE), parm = "theta_", method = "profile"): lme4
+# interpolates its profile by splines, hence the 2e-4 tolerance
+LME4_PROFILE = {
+    ("sleep", "reaction ~ days + (1 | subject)"): {
+        0.05: [(27.9025168151193, 56.2115746150824), (26.4433333724683, 32.8865926475654)],
+        0.10: [(29.2771233736652, 52.5851964484729), (26.8804362656862, 32.2761878158450)]},
+    ("unbalanced", "y ~ x + (1 | g)"): {
+        0.05: [(0.50437142668740, 1.34167439457882), (1.25945093099539, 1.63663018484014)]},
+    ("unbalanced", "y ~ x + (1 | g) + (1 | b)"): {
+        0.05: [(0.736150491102181, 1.48761986989949), (0.589943525530341, 2.02485049270575),
+               (0.862522249496266, 1.12726187239569)],
+        0.10: [(0.777517109282423, 1.39983539269392), (0.635921621645230, 1.77050461035941),
+               (0.879797368803358, 1.10126644776464)]},
+}
+
+
+@pytest.mark.parametrize("key", sorted(LME4_PROFILE))
+@pytest.mark.parametrize("reml", [True, False])
+def test_variance_component_intervals_are_lme4s_profile(key, reml, sleep, unbalanced):
+    """Without a network: lme4's profile intervals for the standard deviations, from a
+    REML or an ML fit alike (lme4 profiles the ML deviance in both cases)."""
+    data = {"sleep": sleep, "unbalanced": unbalanced}[key[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoundaryFitWarning)
+        res = mn.MixedLMNTK.from_formula(key[1], data).fit(reml=reml)
+    for alpha, expected in LME4_PROFILE[key].items():
+        got = res.vcomp_conf_int(alpha)
+        assert list(got.columns) == [f"{100 * alpha / 2:g} %", f"{100 * (1 - alpha / 2):g} %"]
+        assert got.index[-1] == "sigma" and got.index[0].startswith("sd_(Intercept)|")
+        np.testing.assert_allclose(got.to_numpy(), np.array(expected), rtol=2e-4)
+
+
+def test_variance_component_intervals_with_a_network_equal_brute_force(small):
+    """With the network, t is maximised too: at each end the dense ML log-likelihood
+    (explicit expm and inverse), maximised over sigma and t with sigma_g held there (or
+    over theta and t with sigma held), is the cut-off."""
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    res = m.fit()
+    ci = res.vcomp_conf_int()
+    ml = m.fit(reml=False)
+    n = m.nobs
+
+    def full(t, theta, sigma):
+        d = _dense(m, t, np.array([theta]), reml=False)
+        rss = d["r"] @ d["Hi"] @ d["r"]
+        return -0.5 * (n * (LOG_2PI + 2 * np.log(sigma)) + rss / sigma ** 2
+                       + np.linalg.slogdet(d["H"])[1])
+
+    l_hat = full(ml.t, ml.theta[0], np.sqrt(ml.scale))
+    cut = l_hat - 0.5 * scipy.stats.chi2.ppf(0.95, 1)
+    for end in ci.loc["sd_(Intercept)|g"]:
+        best = scipy.optimize.minimize(
+            lambda x: -full(abs(x[1]), end / np.exp(x[0]), np.exp(x[0])),
+            [0.5 * np.log(ml.scale), ml.t], method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        assert -best.fun == pytest.approx(cut, abs=1e-5)
+    for end in ci.loc["sigma"]:
+        best = scipy.optimize.minimize(lambda x: -full(abs(x[1]), x[0], end),
+                                       [ml.theta[0], ml.t], method="Nelder-Mead",
+                                       options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        assert -best.fun == pytest.approx(cut, abs=1e-5)
+
+
+def test_variance_component_intervals_refuse_correlated_terms(sleep):
+    res = mn.MixedLMNTK.from_formula("reaction ~ days + (days | subject)", sleep).fit()
+    with pytest.raises(NotImplementedError, match=r"\(x \|\| g\)"):
+        res.vcomp_conf_int()
