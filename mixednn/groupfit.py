@@ -291,7 +291,7 @@ def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
         bounds = ([(None, None)] if fixed is not None else []) + \
             ([(0.0, None)] if est_t else []) + [(None, None)] * (gs.n_theta - (fixed is not None))
         best = scipy.optimize.minimize(neg, x0, method="L-BFGS-B", bounds=bounds,
-                                       options=dict(maxiter=2000, ftol=1e-13, gtol=1e-9))
+                                       options=dict(maxiter=2000, ftol=1e-12, gtol=1e-7))
         return -float(best.fun), best.x
 
     def start(fixed: int | None) -> np.ndarray:
@@ -314,7 +314,7 @@ def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
                 x_last[0] = start(fixed)
                 lower = float(scipy.optimize.brentq(
                     excess, 1e-12 * estimate if fixed is None else 0.0, estimate,
-                    rtol=1e-10))
+                    rtol=1e-8))
         x_last[0] = start(fixed)
         inside = estimate
         hi = max(estimate, 1e-3 * sigma_hat) * 1.5
@@ -324,7 +324,7 @@ def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
             inside, hi = hi, 2.0 * hi
         else:
             return lower, math.inf
-        upper = float(scipy.optimize.brentq(excess, inside, hi, rtol=1e-10))
+        upper = float(scipy.optimize.brentq(excess, inside, hi, rtol=1e-8))
         return lower, upper
 
     out = []

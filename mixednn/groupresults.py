@@ -274,7 +274,9 @@ class GroupedResults(WaldFixedEffects):
         As lme4, the profile is of the ML log-likelihood, whether this fit is REML or ML,
         with every other parameter (fixed effects, the other variances and the network's
         t) maximised at each value; see :func:`mixednn.groupfit.sd_profile_intervals`.
-        Scalar terms only (``(1 | g)``, ``(0 + x | g)``, ``(x || g)``).
+        Scalar terms only (``(1 | g)``, ``(0 + x | g)``, ``(x || g)``).  Each end costs
+        tens of constrained ML fits (measured: 19 s, about 8 fits' worth, at n = 1,000
+        with a network and two terms; 0.4-1.1 s for the test data of 180-400 rows).
 
         Returns
         -------
