@@ -276,7 +276,7 @@ class GroupedResults(WaldFixedEffects):
         t) maximised at each value; see :func:`mixednn.groupfit.sd_profile_intervals`.
         Scalar terms only (``(1 | g)``, ``(0 + x | g)``, ``(x || g)``).  Each end costs
         tens of constrained ML fits (measured: 19 s, about 8 fits' worth, at n = 1,000
-        with a network and two terms; 0.4-1.1 s for the test data of 180-400 rows).
+        with a network and two terms; 0.4-1.1 s on the 138- and 180-row test data sets).
 
         Returns
         -------
