@@ -529,6 +529,9 @@ LME4_PROFILE = {
     ("sleep", "reaction ~ days + (1 | subject)"): {
         0.05: [(27.9025168151193, 56.2115746150824), (26.4433333724683, 32.8865926475654)],
         0.10: [(29.2771233736652, 52.5851964484729), (26.8804362656862, 32.2761878158450)]},
+    ("sleep", "reaction ~ days + (days || subject)"): {
+        0.05: [(16.50910069683366, 39.94668164728885), (3.25159598325524, 7.72130605945151),
+               (23.15058555970009, 29.04748282936907)]},
     ("unbalanced", "y ~ x + (1 | g)"): {
         0.05: [(0.50437142668740, 1.34167439457882), (1.25945093099539, 1.63663018484014)]},
     ("unbalanced", "y ~ x + (1 | g) + (1 | b)"): {
@@ -552,6 +555,8 @@ def test_variance_component_intervals_are_lme4s_profile(key, reml, sleep, unbala
         got = res.vcomp_conf_int(alpha)
         assert list(got.columns) == [f"{100 * alpha / 2:g} %", f"{100 * (1 - alpha / 2):g} %"]
         assert got.index[-1] == "sigma" and got.index[0].startswith("sd_(Intercept)|")
+        if "||" in key[1]:  # lme4 names both terms of (x || g) after g
+            assert list(got.index) == ["sd_(Intercept)|subject", "sd_days|subject", "sigma"]
         np.testing.assert_allclose(got.to_numpy(), np.array(expected), rtol=2e-4)
 
 
