@@ -163,6 +163,31 @@ class GroupedResults(WaldFixedEffects):
                 frame[col] = np.nan
         return frame[["Groups", "Name", "Variance", "Std.Dev.", "Corr", "Estimate", "Std.Err."]]
 
+    def ranef_table(self) -> pd.DataFrame:
+        """Conditional modes with their conditional standard deviations, as lme4's
+        ``as.data.frame(ranef(fit, condVar = TRUE))``: one row per term, effect and level,
+        columns ``grpvar, term, grp, condval, condsd``.
+
+        ``condsd`` is from the conditional covariance of b given y at the estimates (the
+        fixed effects held at beta_hat, as lme4's ``condVar``), with the network's
+        covariance in it: ``Var(b | y) = s2 Lam (I + Lam^T Z^T exp(-tK) Z Lam)^{-1}
+        Lam^T`` (docs/model.md section 8.1).
+        """
+        Lam = self.groups.lambda_matrix(self.theta)
+        A = Lam.T @ self.profile.at_t(self.t).G @ Lam + np.eye(Lam.shape[0])
+        var = self.scale * np.einsum("ij,ji->i", Lam, np.linalg.solve(A, Lam.T))
+        rows, at = [], 0
+        for blk in self.groups.blocks:
+            n_lev = len(blk.levels)
+            b = self.point.b[at:at + blk.n_columns].reshape(n_lev, blk.k)
+            sd = np.sqrt(np.maximum(var[at:at + blk.n_columns], 0.0)).reshape(n_lev, blk.k)
+            at += blk.n_columns
+            for i, eff in enumerate(blk.effect_names):
+                rows.append(pd.DataFrame({"grpvar": blk.term.group_name, "term": eff,
+                                          "grp": list(blk.levels), "condval": b[:, i],
+                                          "condsd": sd[:, i]}))
+        return pd.concat(rows, ignore_index=True)
+
     def t_conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         """Profile-likelihood interval for the training time t, the group parameters
         profiled out (lme4's ``confint(method = "profile")`` for a variance parameter):

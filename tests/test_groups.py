@@ -595,3 +595,47 @@ def test_variance_component_intervals_refuse_correlated_terms(sleep):
     res = mn.MixedLMNTK.from_formula("reaction ~ days + (days | subject)", sleep).fit()
     with pytest.raises(NotImplementedError, match=r"\(x \|\| g\)"):
         res.vcomp_conf_int()
+
+
+# lme4 1.1, as.data.frame(ranef(lmer(..., REML = TRUE), condVar = TRUE)): the first
+# level's (Intercept) row and its days row; the balanced design gives every level the same
+# condsd.  lme4's optimiser stops about 1e-5 from the optimum of the correlated model,
+# hence its looser tolerance.
+LME4_CONDVAR = {
+    "reaction ~ days + (1 | subject)": ((-13.32315450407330, 9.06918225041837), None, 1e-6),
+    "reaction ~ days + (days | subject)": ((-5.75342507991487, 9.88526232324357),
+                                           (None, 1.86196617110145), 1e-4),
+    "reaction ~ days + (days || subject)": ((-4.37962367108624, 12.2949055188054),
+                                            (None, 2.31005946272465), 1e-5),
+}
+
+
+@pytest.mark.parametrize("formula", sorted(LME4_CONDVAR))
+def test_ranef_table_is_lme4s_condvar(formula, sleep):
+    res = mn.MixedLMNTK.from_formula(formula, sleep).fit()
+    tab = res.ranef_table()
+    assert list(tab.columns) == ["grpvar", "term", "grp", "condval", "condsd"]
+    (val, sd), days, rel = LME4_CONDVAR[formula]
+    first = tab.iloc[0]
+    assert (first.grpvar, first.term, first.grp) == ("subject", "(Intercept)", "S01")
+    assert first.condval == pytest.approx(val, rel=rel)
+    np.testing.assert_allclose(tab.loc[tab.term == "(Intercept)", "condsd"], sd, rtol=rel)
+    if days is not None:
+        np.testing.assert_allclose(tab.loc[tab.term == "days", "condsd"], days[1], rtol=rel)
+    # the modes are ranef()'s
+    np.testing.assert_allclose(tab.loc[tab.term == "(Intercept)", "condval"],
+                               res.ranef()["subject"]["(Intercept)"], rtol=1e-12)
+
+
+def test_ranef_table_with_a_network_equals_the_dense_conditional_variance(small):
+    """Var(b | y) = s2 (L L^T - L L^T Z^T H^{-1} Z L L^T) with H = expm(tK) + Z L L^T Z^T,
+    by explicit matrices."""
+    m = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"], network=mn.MLP(depth=1))
+    res = m.fit()
+    d = _dense(m, res.t, res.theta)
+    C = d["Lam"] @ d["Lam"].T
+    cond = res.scale * (C - C @ d["Z"].T @ d["Hi"] @ d["Z"] @ C)
+    tab = res.ranef_table()
+    np.testing.assert_allclose(tab["condsd"], np.sqrt(np.diag(cond)), rtol=1e-7)
+    np.testing.assert_allclose(tab["condval"], C @ d["Z"].T @ d["Hi"] @ d["r"], rtol=1e-6,
+                               atol=1e-9)
