@@ -197,9 +197,11 @@ class GroupedResults(WaldFixedEffects):
         if not self.has_network:
             raise ValueError("this model has no network: there is no training time")
         alpha = check_alpha(alpha)
-        if alpha not in self._t_ci_cache:
-            self._t_ci_cache[alpha] = t_profile_interval(self.profile, self.fit_record, alpha)
-        return self._t_ci_cache[alpha]
+        # setdefault: fits saved before these caches existed load without them
+        cache = self.__dict__.setdefault("_t_ci_cache", {})
+        if alpha not in cache:
+            cache[alpha] = t_profile_interval(self.profile, self.fit_record, alpha)
+        return cache[alpha]
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the group effects (lme4's ``ranef``): a frame per
@@ -310,12 +312,13 @@ class GroupedResults(WaldFixedEffects):
             and upper ends (``"2.5 %"``, ``"97.5 %"`` at ``alpha = 0.05``).
         """
         alpha = check_alpha(alpha)
-        if alpha not in self._vcomp_ci_cache:
+        cache = self.__dict__.setdefault("_vcomp_ci_cache", {})
+        if alpha not in cache:
             rows = sd_profile_intervals(self.profile, alpha)
-            self._vcomp_ci_cache[alpha] = pd.DataFrame(
+            cache[alpha] = pd.DataFrame(
                 [r[1:] for r in rows], index=[r[0] for r in rows],
                 columns=[f"{100 * alpha / 2:g} %", f"{100 * (1 - alpha / 2):g} %"])
-        return self._vcomp_ci_cache[alpha].copy()
+        return cache[alpha].copy()
 
     def get_prediction(self, newdata: pd.DataFrame | None = None,
                        **kwargs: Any) -> PredictionResults:

@@ -639,3 +639,16 @@ def test_ranef_table_with_a_network_equals_the_dense_conditional_variance(small)
     np.testing.assert_allclose(tab["condsd"], np.sqrt(np.diag(cond)), rtol=1e-7)
     np.testing.assert_allclose(tab["condval"], C @ d["Z"].T @ d["Hi"] @ d["r"], rtol=1e-6,
                                atol=1e-9)
+
+
+def test_a_grouped_fit_saved_before_the_interval_caches_still_summarises(small):
+    """A fit pickled by an earlier version has no interval caches: the summary and the
+    intervals build them on first use."""
+    res = mn.MixedLMNTK.from_formula("y ~ x + (1 | g)", small, ntk=["z"],
+                                     network=mn.MLP(depth=1)).fit()
+    state = {k: v for k, v in res.__dict__.items()
+             if k not in ("_t_ci_cache", "_vcomp_ci_cache")}
+    old = object.__new__(type(res))
+    old.__dict__.update(pickle.loads(pickle.dumps(state)))
+    assert "profile-likelihood interval" in str(old.summary())
+    assert old.t_conf_int() == pytest.approx(res.t_conf_int(), rel=1e-10)
