@@ -111,16 +111,11 @@ def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | N
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         evals[0] += 1
         t, th = unpack(x)
-        try:
-            llf, g = profile.gradient(t, th, reml)
-        except (np.linalg.LinAlgError, ValueError):
-            return 1e300, np.zeros_like(x)
-        if not np.isfinite(llf):
-            return 1e300, np.zeros_like(x)
-        grad = -g if est_t else -g[1:]
+        value, g = _negative_criterion(profile, t, th, reml)
+        grad = g if est_t else g[1:]
         if est_t:
             grad[0] *= ts
-        return -llf, grad
+        return value, grad
 
     # theta is left unbounded: the likelihood depends on each T only through T T^T, so a
     # column's sign is free and is normalised afterwards (diagonal >= 0).  A bound at 0
@@ -137,13 +132,7 @@ def fit_groups(profile: GroupedProfile, reml: bool = True, *, t_start: float | N
         if other.fun < best.fun:
             best = other
     # a variance that ended at 0: restart it from a positive value to make sure 0 is a maximum
-    zero = np.flatnonzero(np.isfinite(lower) & (np.abs(unpack(best.x)[1]) < 1e-6))
-    if zero.size:
-        x0 = best.x.copy()
-        x0[zero + int(est_t)] = 0.5
-        res = _minimize(objective, x0, bounds)
-        if res.fun < best.fun - 1e-10:
-            best = res
+    best = _restart_zero_variances(objective, best, bounds, lower, int(est_t), margin=1e-10)
     t, th = unpack(best.x)
     th = gs.normalise_theta(th)
     th = np.where(np.isfinite(lower) & (np.abs(th) < 1e-10), 0.0, th)
@@ -166,26 +155,13 @@ def profile_theta_at(profile: GroupedProfile, t: float, reml: bool,
     """The criterion at a fixed t with theta profiled out: ``(max_theta l(t, theta),
     theta)``, from ``theta_start`` (and from a zero variance restarted at 0.5, so that a
     variance that is 0 at the fit's t can come back)."""
-    lower = profile.structure.theta_lower()
-
     def objective(th: np.ndarray) -> tuple[float, np.ndarray]:
-        try:
-            llf, g = profile.gradient(t, th, reml)
-        except (np.linalg.LinAlgError, ValueError):
-            return 1e300, np.zeros_like(th)
-        if not np.isfinite(llf):
-            return 1e300, np.zeros_like(th)
-        return -llf, -g[1:]
+        value, g = _negative_criterion(profile, t, th, reml)
+        return value, g[1:]
 
     bounds = [(None, None)] * theta_start.size
     best = _minimize(objective, np.asarray(theta_start, dtype=float), bounds)
-    zero = np.flatnonzero(np.isfinite(lower) & (np.abs(best.x) < 1e-6))
-    if zero.size:
-        x0 = best.x.copy()
-        x0[zero] = 0.5
-        other = _minimize(objective, x0, bounds)
-        if other.fun < best.fun:
-            best = other
+    best = _restart_zero_variances(objective, best, bounds, profile.structure.theta_lower(), 0)
     return -float(best.fun), profile.structure.normalise_theta(best.x)
 
 
@@ -212,16 +188,8 @@ def t_profile_interval(profile: GroupedProfile, fit: GroupFit, alpha: float = 0.
     if t_hat > 0 and excess(0.0) < 0:
         lower = float(scipy.optimize.brentq(excess, 0.0, t_hat, xtol=1e-10 * t_hat, rtol=1e-8))
     lam_max = float(profile.lam.max()) if profile.lam.size else 1.0
-    inside, hi = t_hat, max(t_hat, 1.0 / max(lam_max, 1e-300))
-    for _ in range(60):
-        hi *= 2.0
-        if excess(hi) < 0:
-            break
-        inside = hi  # the last t known to be inside the bound
-    else:
-        return lower, math.inf  # the criterion stays within the bound as t grows
-    upper = float(scipy.optimize.brentq(excess, inside, hi, xtol=1e-10 * hi, rtol=1e-8))
-    return lower, upper
+    return lower, _upper_end(excess, t_hat, 2.0 * max(t_hat, 1.0 / max(lam_max, 1e-300)),
+                             rel_xtol=1e-10)
 
 
 def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
@@ -309,23 +277,13 @@ def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
 
         lower = 0.0
         if estimate > 0:
-            x_last[0] = start(fixed)
             if excess(1e-12 * estimate if fixed is None else 0.0) < 0:
                 x_last[0] = start(fixed)
                 lower = float(scipy.optimize.brentq(
                     excess, 1e-12 * estimate if fixed is None else 0.0, estimate,
                     rtol=1e-8))
         x_last[0] = start(fixed)
-        inside = estimate
-        hi = max(estimate, 1e-3 * sigma_hat) * 1.5
-        for _ in range(60):
-            if excess(hi) < 0:
-                break
-            inside, hi = hi, 2.0 * hi
-        else:
-            return lower, math.inf
-        upper = float(scipy.optimize.brentq(excess, inside, hi, rtol=1e-8))
-        return lower, upper
+        return lower, _upper_end(excess, estimate, max(estimate, 1e-3 * sigma_hat) * 1.5)
 
     out = []
     for j, b in enumerate(gs.blocks):
@@ -334,6 +292,46 @@ def sd_profile_intervals(profile: GroupedProfile, alpha: float = 0.05
     lo, hi = interval(None, sigma_hat)
     out.append(("sigma", lo, hi))
     return out
+
+
+def _negative_criterion(profile: GroupedProfile, t: float, theta: np.ndarray, reml: bool
+                        ) -> tuple[float, np.ndarray]:
+    """``(-l, -dl/d(t, theta))`` for a minimiser; ``(1e300, 0)`` where l is undefined."""
+    try:
+        llf, g = profile.gradient(t, theta, reml)
+    except (np.linalg.LinAlgError, ValueError):
+        return 1e300, np.zeros(theta.size + 1)
+    if not np.isfinite(llf):
+        return 1e300, np.zeros(theta.size + 1)
+    return -llf, -g
+
+
+def _restart_zero_variances(objective, best: scipy.optimize.OptimizeResult, bounds: list,
+                            lower: np.ndarray, offset: int, margin: float = 0.0
+                            ) -> scipy.optimize.OptimizeResult:
+    """Restart the variances that ended at 0 (theta at ``offset:`` of x) from 0.5: a zero
+    variance is a stationary point by symmetry, so only a restart shows it is a maximum.
+    The restart is kept if it is better by more than ``margin``."""
+    zero = np.flatnonzero(np.isfinite(lower) & (np.abs(best.x[offset:]) < 1e-6))
+    if not zero.size:
+        return best
+    x0 = best.x.copy()
+    x0[zero + offset] = 0.5
+    other = _minimize(objective, x0, bounds)
+    return other if other.fun < best.fun - margin else best
+
+
+def _upper_end(excess, inside: float, hi: float, rel_xtol: float | None = None) -> float:
+    """The root of ``excess`` above ``inside`` (where it is >= 0): ``hi`` doubled until
+    ``excess(hi) < 0``, then Brent's method; ``inf`` if it never turns negative."""
+    for _ in range(60):
+        if excess(hi) < 0:
+            break
+        inside, hi = hi, 2.0 * hi
+    else:
+        return math.inf  # the criterion stays within the bound as the parameter grows
+    xtol = 2e-12 if rel_xtol is None else rel_xtol * hi  # brentq's default, or relative
+    return float(scipy.optimize.brentq(excess, inside, hi, xtol=xtol, rtol=1e-8))
 
 
 def _minimize(objective, x0: np.ndarray, bounds: list) -> scipy.optimize.OptimizeResult:
