@@ -14,57 +14,6 @@ __all__ = ["FitResults", "check_fit", "FixedEffectsFit", "check_fixed_effects_fi
 
 
 @runtime_checkable
-class FitResults(Protocol):
-    """A fitted MixedLMNTK model, as the tests, plots and summary read it.
-
-    Attributes
-    ----------
-    model
-        The fitted model (data, kernel, decomposition).
-    time_choice
-        The :class:`mixednn.timechoice.TimeChoice` that chose t.
-    likelihood_profile
-        The :class:`mixednn.profile.SpectralProfile` t was chosen on.
-    t, llf, scale, reml, method, nobs, k_fe, free_modes
-        The estimates and sizes.
-    params, df_resid
-        The fixed effects (a Series named by ``model.exog_names``) and the residual
-        degrees of freedom.
-
-    Methods
-    -------
-    cov_params()
-        Covariance of ``params`` at the estimated t (a DataFrame).
-    """
-
-    model: Any
-    time_choice: Any
-    likelihood_profile: Any
-    estimate: Any
-    t: float
-    llf: float
-    scale: float
-    reml: bool
-    method: str
-    nobs: int
-    k_fe: int
-    free_modes: int
-    params: Any
-    df_resid: float
-
-    def cov_params(self) -> Any:
-        """Covariance of ``params`` (conditional on t)."""
-        ...
-
-
-def check_fit(res: Any) -> None:
-    """Raise a TypeError unless ``res`` is a fitted model's results (:class:`FitResults`)."""
-    if not isinstance(res, FitResults):
-        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
-                        f"got {type(res).__name__}")
-
-
-@runtime_checkable
 class FixedEffectsFit(Protocol):
     """A fit whose fixed effects can be tested (:mod:`mixednn.contrasts`): plain and
     grouped fits alike.
@@ -90,6 +39,50 @@ class FixedEffectsFit(Protocol):
     def cov_params(self) -> Any:
         """Covariance of ``params``."""
         ...
+
+
+@runtime_checkable
+class FitResults(FixedEffectsFit, Protocol):
+    """A fitted MixedLMNTK model, as the tests, plots and summary read it: a
+    :class:`FixedEffectsFit` with the time choice and the estimates.
+
+    Attributes
+    ----------
+    model
+        The fitted model (data, kernel, decomposition).
+    time_choice
+        The :class:`mixednn.timechoice.TimeChoice` that chose t.
+    likelihood_profile
+        The :class:`mixednn.profile.SpectralProfile` t was chosen on.
+    t, llf, scale, reml, method, nobs, k_fe, free_modes
+        The estimates and sizes.
+    params, df_resid
+        The fixed effects (a Series named by ``model.exog_names``) and the residual
+        degrees of freedom.
+
+    Methods
+    -------
+    cov_params()
+        Covariance of ``params`` at the estimated t (a DataFrame).
+    """
+
+    time_choice: Any
+    likelihood_profile: Any
+    estimate: Any
+    t: float
+    llf: float
+    scale: float
+    reml: bool
+    method: str
+    nobs: int
+    free_modes: int
+
+
+def check_fit(res: Any) -> None:
+    """Raise a TypeError unless ``res`` is a fitted model's results (:class:`FitResults`)."""
+    if not isinstance(res, FitResults):
+        raise TypeError("expected a fitted MixedLMNTKResults (from MixedLMNTK.fit()), "
+                        f"got {type(res).__name__}")
 
 
 def check_fixed_effects_fit(res: Any) -> None:
